@@ -1,0 +1,93 @@
+"""The `glossary` command: load, check, serve."""
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.config import Settings, get_settings
+
+app = typer.Typer(
+    help="Glossary Lab: load and check content, run the server.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Content folder (default: GLOSSARY_DATA_DIR).")
+]
+DatabaseOption = Annotated[
+    str | None, typer.Option("--database-url", help="Default: GLOSSARY_DATABASE_URL.")
+]
+
+
+def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
+    overrides: dict[str, object] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    return get_settings().model_copy(update=overrides)
+
+
+def _validate(settings: Settings):  # type: ignore[no-untyped-def]
+    from app.content import ContentError, describe, read_corpus
+
+    try:
+        return read_corpus(settings.data_dir)
+    except ContentError as exc:
+        typer.echo(describe(exc.problems), err=True)
+        typer.echo(f"{len(exc.problems)} problem(s) found in {settings.data_dir}/", err=True)
+        raise typer.Exit(code=1) from None
+
+
+@app.command()
+def check(data_dir: DataDirOption = None) -> None:
+    """Validate every file under data/ without writing anything."""
+    from app.content import summary_counts
+
+    settings = _settings(data_dir, None)
+    corpus = _validate(settings)
+    counts = ", ".join(f"{n} {what}" for what, n in summary_counts(corpus).items())
+    typer.echo(f"ok: {counts}")
+
+
+@app.command()
+def load(data_dir: DataDirOption = None, database_url: DatabaseOption = None) -> None:
+    """Validate data/ and replace the database content in one transaction."""
+    from app.content import load_corpus, summary_counts
+    from app.db import make_engine, verify_pragmas
+
+    settings = _settings(data_dir, database_url)
+    corpus = _validate(settings)
+    engine = make_engine(settings.database_url)
+    verify_pragmas(engine)
+    load_corpus(engine, corpus)
+    engine.dispose()
+    counts = ", ".join(f"{n} {what}" for what, n in summary_counts(corpus).items())
+    typer.echo(f"loaded {counts} into {settings.database_url}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: GLOSSARY_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: GLOSSARY_PORT.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Run the web server (builds the database first when it is missing or stale)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "app.main:app",
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    sys.exit(app())

@@ -1,0 +1,48 @@
+"""Settings read from the environment (prefix GLOSSARY_) or a .env file."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can change without touching code."""
+
+    model_config = SettingsConfigDict(env_prefix="GLOSSARY_", env_file=".env", extra="ignore")
+
+    # Relative SQLite paths are resolved against the working directory, like any CLI tool.
+    database_url: str = "sqlite:///data/glossary.db"
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # Build the database from data/ at start-up when it is missing or stale.
+    build_on_start: bool = True
+    # Entry shown on the home page; falls back to the first term when missing.
+    featured_term: str = "residual-connection"
+    # Strict-Transport-Security max-age in seconds; 0 sends no HSTS header (plain-HTTP dev).
+    hsts_max_age: int = Field(default=0, ge=0)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Keep rendered GET responses in memory until the content changes.
+    response_cache: bool = True
+    cache_max_age: int = Field(default=300, ge=0)
+    demo_device: Literal["auto", "cpu", "cuda"] = "auto"
+    demo_warmup: bool = True
+    demo_max_running: int = Field(default=2, ge=1)
+    demo_max_queued: int = Field(default=4, ge=0)
+    demo_time_budget_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql")):
+            raise ValueError("database_url must start with sqlite:// or postgresql")
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own Settings instead)."""
+    return Settings()

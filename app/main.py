@@ -1,0 +1,74 @@
+"""The application factory: `uvicorn app.main:app` or `glossary serve`."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app import db
+from app.caching import CachingMiddleware
+from app.config import Settings, get_settings
+from app.content import ensure_loaded
+from app.routes import api, demo, health, pages
+from app.security import SecurityMiddleware, install_error_handlers
+from app.templating import STATIC_DIR, make_templates
+
+log = logging.getLogger("glossary")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the database is opened (and built if stale) in the lifespan."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.build_on_start:
+            writer = db.make_engine(settings.database_url)
+            db.verify_pragmas(writer)
+            outcome = ensure_loaded(writer, settings.data_dir)
+            writer.dispose()
+            log.info("content: %s", outcome)
+        engine = db.make_engine(settings.database_url, read_only=True)
+        db.verify_pragmas(engine)
+        app.state.engine = engine
+        runner = demo.start_runner(app, settings)
+        try:
+            yield
+        finally:
+            if runner is not None:
+                runner.close()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Glossary Lab",
+        summary="A machine-learning glossary with a live experiment on every page.",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,  # served by pages with vendored assets (the CSP forbids CDNs)
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.templates = make_templates()
+    install_error_handlers(app)
+    app.include_router(pages.router)
+    app.include_router(api.router)
+    app.include_router(demo.router)
+    app.include_router(health.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(
+        CachingMiddleware,
+        version=lambda: db.content_version(settings.database_url),
+        enabled=settings.response_cache,
+        max_age=settings.cache_max_age,
+    )
+    app.add_middleware(
+        SecurityMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        hsts_max_age=settings.hsts_max_age,
+    )
+    return app
+
+
+app = create_app()

@@ -1,0 +1,83 @@
+"""Database tables. Text fields hold both the Markdown source and its rendered HTML,
+rendered once at load time so the web process never parses Markdown."""
+
+from sqlmodel import Field, SQLModel
+
+
+class Category(SQLModel, table=True):
+    slug: str = Field(primary_key=True)
+    title: str
+    description: str
+    position: int
+
+
+class Organization(SQLModel, table=True):
+    slug: str = Field(primary_key=True)
+    name: str
+    url: str
+    description: str
+
+
+class Term(SQLModel, table=True):
+    slug: str = Field(primary_key=True)
+    title: str = Field(index=True)
+    # Upper-case first letter of the title, "#" for digits and symbols (the A-Z index key).
+    letter: str = Field(index=True)
+    category_slug: str = Field(foreign_key="category.slug", index=True)
+    summary: str
+    definition: str
+    definition_html: str
+    background: str
+    background_html: str
+    usage_note: str
+    usage_note_html: str
+    formula: str | None = None
+    formula_mathml: str | None = None
+    demo_preset: str | None = None
+    illustration_file: str | None = None
+    illustration_alt: str | None = None
+    illustration_caption: str | None = None
+
+
+class Synonym(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    term_slug: str = Field(foreign_key="term.slug", index=True)
+    name: str
+    # Unique across terms and synonyms so /terms/<synonym-slug> can redirect unambiguously.
+    slug: str = Field(unique=True)
+    position: int
+
+
+class RelatedTerm(SQLModel, table=True):
+    term_slug: str = Field(foreign_key="term.slug", primary_key=True)
+    related_slug: str = Field(foreign_key="term.slug", primary_key=True)
+    position: int
+
+
+class Mention(SQLModel, table=True):
+    """A [[slug]] link in one term's text to another: the source of backlinks."""
+
+    source_slug: str = Field(foreign_key="term.slug", primary_key=True)
+    target_slug: str = Field(foreign_key="term.slug", primary_key=True, index=True)
+
+
+class TermOrganization(SQLModel, table=True):
+    term_slug: str = Field(foreign_key="term.slug", primary_key=True)
+    organization_slug: str = Field(foreign_key="organization.slug", primary_key=True, index=True)
+    note: str
+    position: int
+
+
+class ReadMore(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    term_slug: str = Field(foreign_key="term.slug", index=True)
+    title: str
+    url: str
+    position: int
+
+
+class Meta(SQLModel, table=True):
+    """Key/value facts about the loaded content (fingerprint, load time)."""
+
+    key: str = Field(primary_key=True)
+    value: str

@@ -1,0 +1,221 @@
+"""View models: every HTML page renders one of these, and its JSON twin returns the same."""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CategoryRef(BaseModel):
+    slug: str
+    title: str
+    url: str
+
+
+class CategorySummary(CategoryRef):
+    description: str
+    term_count: int
+
+
+class LetterCount(BaseModel):
+    letter: str
+    count: int
+
+
+class TermRef(BaseModel):
+    """A term as it appears in lists: enough to choose it."""
+
+    slug: str
+    title: str
+    summary: str
+    category: str
+    url: str
+
+
+class OrganizationNote(BaseModel):
+    slug: str
+    name: str
+    url: str
+    website: str
+    note: str
+
+
+class Link(BaseModel):
+    title: str
+    url: str
+
+
+class Illustration(BaseModel):
+    url: str
+    alt: str
+    caption: str
+
+
+class TermView(BaseModel):
+    """Everything on a term page."""
+
+    slug: str
+    title: str
+    url: str
+    category: CategoryRef
+    summary: str
+    definition: str = Field(description="Markdown source")
+    definition_html: str
+    background: str
+    background_html: str
+    usage_note: str
+    usage_note_html: str
+    formula: str | None = Field(description="TeX source")
+    formula_mathml: str | None
+    synonyms: list[str]
+    related: list[TermRef]
+    backlinks: list[TermRef] = Field(description="Terms whose text links to this one")
+    organizations: list[OrganizationNote]
+    read_more: list[Link]
+    illustration: Illustration | None
+    demo_preset: str = Field(description="The live demo preset shown on the page")
+    json_ld: dict[str, Any] = Field(description="schema.org DefinedTerm")
+
+
+class TermList(BaseModel):
+    items: list[TermRef]
+    total: int
+    limit: int
+    offset: int
+    category: str | None
+    letter: str | None
+    letters: list[LetterCount] = Field(description="Every index letter with its term count")
+    categories: list[CategorySummary]
+
+
+class HomeView(BaseModel):
+    term_count: int
+    categories: list[CategorySummary]
+    letters: list[LetterCount]
+    featured: TermRef | None
+
+
+class CategoryView(CategorySummary):
+    terms: list[TermRef]
+
+
+class CategoryList(BaseModel):
+    categories: list[CategorySummary]
+
+
+class OrganizationSummary(BaseModel):
+    slug: str
+    name: str
+    url: str
+    website: str
+    description: str
+    term_count: int
+
+
+class OrganizationTerm(BaseModel):
+    term: TermRef
+    note: str
+
+
+class OrganizationView(OrganizationSummary):
+    terms: list[OrganizationTerm]
+
+
+class OrganizationList(BaseModel):
+    organizations: list[OrganizationSummary]
+
+
+class SearchHit(BaseModel):
+    slug: str
+    title: str
+    summary: str
+    category: str
+    url: str
+    score: float
+    matched_field: str = Field(description="title, synonyms or text")
+    matched_synonym: str | None
+
+
+class SearchView(BaseModel):
+    query: str
+    total: int
+    limit: int
+    offset: int
+    category: str | None
+    hits: list[SearchHit]
+    did_you_mean: list[TermRef] = Field(description="Closest entries when nothing matched")
+
+
+class NotFoundView(BaseModel):
+    path: str
+    suggestions: list[TermRef]
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    terms: int
+    loaded_at: str | None
+    demo: dict[str, Any]
+
+
+class ErrorBody(BaseModel):
+    """The one shape of every /api error."""
+
+    status: int
+    message: str
+    details: Any = None
+
+
+class DefinedTermSet(BaseModel):
+    """The whole glossary as schema.org JSON-LD."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    context: str = Field(default="https://schema.org", alias="@context")
+    type: str = Field(default="DefinedTermSet", alias="@type")
+    id: str = Field(alias="@id")
+    name: str
+    description: str
+    url: str
+    hasDefinedTerm: list[dict[str, Any]]  # noqa: N815  (schema.org property name)
+
+
+class LayerNorms(BaseModel):
+    index: int = Field(description="1 is nearest the input")
+    weight_grad_norm: float
+    activation_grad_norm: float
+
+
+class RecordedStep(BaseModel):
+    step: int
+    layers: list[LayerNorms]
+
+
+class DemoVariant(BaseModel):
+    name: str
+    label: str
+    layers: list[LayerNorms] = Field(description="Norms at initialization")
+    loss: list[float] = Field(description="Training loss at every step")
+    recorded_steps: list[RecordedStep]
+
+
+class DemoResult(BaseModel):
+    """One experiment's numbers (the fixed /api/demo contract)."""
+
+    config: dict[str, Any]
+    device: str
+    torch_version: str
+    elapsed_ms: float
+    cached: bool
+    summary: str
+    variants: list[DemoVariant]
+
+
+class DemoPreset(BaseModel):
+    """A named comparison (its exact fields come from app.demo.presets)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    title: str
+    description: str

@@ -1,0 +1,208 @@
+"""Content validation and loading: every error kind, all reported at once, and a failed
+load leaves the database exactly as it was."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app as cli
+from app.content import ContentError, read_corpus
+from app.db import connection_pragmas, make_engine, verify_pragmas
+from tests.factories import default_terms, term, to_toml, words, write_corpus
+
+runner = CliRunner()
+
+
+def problems_for(data_dir: Path) -> list[str]:
+    with pytest.raises(ContentError) as info:
+        read_corpus(data_dir)
+    return [str(p) for p in info.value.problems]
+
+
+def edit(data_dir: Path, slug: str, **changes: object) -> None:
+    entry = default_terms()[slug]
+    entry.update(changes)
+    (data_dir / "terms" / f"{slug}.toml").write_text(to_toml(entry))
+
+
+def test_valid_corpus_reads(data_dir: Path) -> None:
+    corpus = read_corpus(data_dir)
+    assert sorted(corpus.terms) == [
+        "layer-normalization", "residual-connection", "resnet", "vanishing-gradient"]
+    assert corpus.terms["residual-connection"].synonyms == ["Skip connection", "Residual block"]
+
+
+@pytest.mark.parametrize(
+    ("slug", "changes", "expected"),
+    [
+        ("resnet", {"related": ["residual-connection", "nope", "vanishing-gradient"]},
+         "terms/resnet.toml: related[1]: unknown term 'nope'"),
+        ("resnet", {"category": "cooking"}, "terms/resnet.toml: category: unknown category"),
+        ("residual-connection",
+         {"organizations": [{"key": "acme", "note": "Did something specific here."}]},
+         "organizations[0].key: unknown organization 'acme'"),
+        ("resnet", {"synonyms": ["Skip connection"]},
+         "terms/resnet.toml: synonyms[0]: duplicate synonym 'Skip connection'"),
+        ("resnet", {"synonyms": ["layer normalization"]},
+         "synonyms[0]: duplicate synonym 'layer normalization': title of"),
+        ("resnet", {"title": "Residual Connection"}, "terms/resnet.toml: title: duplicates"),
+        ("resnet", {"definition": "Has <b>bold</b> " + words(70)},
+         "terms/resnet.toml: definition: raw HTML is not allowed: '<b>'"),
+        ("resnet", {"background": "<script>alert(1)</script>\n\n" + words(90)},
+         "terms/resnet.toml: background: raw HTML is not allowed"),
+        ("resnet", {"usage_note": "See [[missing-term]]. " + words(35)},
+         "terms/resnet.toml: usage_note: links to unknown term [[missing-term]]"),
+        ("resnet", {"summary": words(41)}, "terms/resnet.toml: summary: has 41 words; allowed 3-40"),
+        ("resnet", {"definition": words(20)}, "definition: has 20 words; allowed 60-150"),
+        ("resnet", {"related": ["residual-connection"]}, "related: has 1 terms; allowed 3-8"),
+        ("resnet", {"demo": "made-up"}, "terms/resnet.toml: demo: unknown preset 'made-up'"),
+        ("resnet", {"read_more": [{"title": "Plain", "url": "http://example.com/x"}]},
+         "read_more.0.url: Value error, must be an https:// URL"),
+        ("resnet", {"formula": "\\frac{1}{"}, "terms/resnet.toml: formula: cannot be rendered"),
+        ("resnet", {"illustration": {"file": "absent.svg", "alt": "A picture of nothing at all.",
+                                     "caption": "Nothing."}},
+         "illustration.file: no such file illustrations/absent.svg"),
+        ("resnet", {"colour": "blue"}, "terms/resnet.toml: colour: unknown field"),
+    ],
+)
+def test_each_problem_names_file_field_and_reason(
+    data_dir: Path, slug: str, changes: dict[str, object], expected: str
+) -> None:
+    edit(data_dir, slug, **changes)
+    problems = problems_for(data_dir)
+    assert any(expected in p for p in problems), problems
+
+
+def test_missing_field(data_dir: Path) -> None:
+    entry = default_terms()["resnet"]
+    del entry["summary"]
+    (data_dir / "terms" / "resnet.toml").write_text(to_toml(entry))
+    assert "data/terms/resnet.toml: summary: missing required field" in problems_for(data_dir)
+
+
+def test_bad_toml(data_dir: Path) -> None:
+    (data_dir / "terms" / "resnet.toml").write_text('title = "ResNet\n')
+    problems = problems_for(data_dir)
+    assert any(p.startswith("data/terms/resnet.toml: (file): invalid TOML") for p in problems)
+
+
+def test_synonym_url_clashing_with_a_term_slug(data_dir: Path) -> None:
+    edit(data_dir, "layer-normalization", synonyms=["Res Net"])
+    assert any("synonyms[0]: URL /terms/res-net" not in p and "duplicate synonym" in p
+               or "URL /terms/resnet is already" in p for p in problems_for(data_dir))
+
+
+def test_one_way_relation_needs_a_reason(data_dir: Path) -> None:
+    terms = default_terms()
+    terms["resnet"]["related"] = ["residual-connection", "vanishing-gradient"]
+    terms["resnet"]["related"].append("layer-normalization")
+    terms["layer-normalization"]["related"] = ["residual-connection", "vanishing-gradient",
+                                               "resnet"]
+    terms["vanishing-gradient"]["related"] = ["residual-connection", "layer-normalization",
+                                              "resnet"]
+    terms["residual-connection"]["related"] = ["vanishing-gradient", "layer-normalization",
+                                               "resnet"]
+    write_corpus(data_dir, terms)
+    read_corpus(data_dir)  # all mutual: fine
+    terms["resnet"]["related"] = ["residual-connection", "vanishing-gradient"]
+    write_corpus(data_dir, terms)
+    problems = problems_for(data_dir)
+    assert any("terms/layer-normalization.toml: related[2]: 'resnet' does not link back" in p
+               for p in problems), problems
+    terms["layer-normalization"]["one_way_related"] = {"resnet": "ResNet predates LN."}
+    terms["resnet"]["related"].append("layer-normalization")
+    write_corpus(data_dir, terms)
+    read_corpus(data_dir)
+
+
+def test_unsafe_svg_is_refused(data_dir: Path) -> None:
+    (data_dir / "illustrations" / "bad.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script>'
+        '<rect onload="x()"/></svg>'
+    )
+    edit(data_dir, "resnet", illustration={"file": "bad.svg", "alt": "A bad picture here.",
+                                           "caption": "Bad."})
+    problems = problems_for(data_dir)
+    assert any("<script> is not allowed" in p for p in problems)
+    assert any("event attribute onload is not allowed" in p for p in problems)
+
+
+def test_all_problems_are_reported_at_once(data_dir: Path) -> None:
+    edit(data_dir, "resnet", category="cooking", summary=words(50))
+    edit(data_dir, "vanishing-gradient", demo="nope")
+    (data_dir / "terms" / "bad-toml.toml").write_text("= nope")
+    problems = problems_for(data_dir)
+    assert len(problems) >= 4
+    assert {p.split(":")[0] for p in problems} >= {
+        "data/terms/resnet.toml", "data/terms/vanishing-gradient.toml", "data/terms/bad-toml.toml"}
+
+
+def _table_counts(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'term_fts%'")]
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}  # noqa: S608
+
+
+def test_cli_load_check_and_atomic_failure(tmp_path: Path, data_dir: Path) -> None:
+    db = tmp_path / "g.db"
+    url = f"sqlite:///{db}"
+    result = runner.invoke(cli, ["load", "--data-dir", str(data_dir), "--database-url", url])
+    assert result.exit_code == 0, result.output
+    assert "loaded 4 terms" in result.output
+    before = _table_counts(db)
+    assert before["term"] == 4 and before["synonym"] == 4
+    with sqlite3.connect(db) as conn:
+        fingerprint = conn.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
+
+    edit(data_dir, "resnet", related=["nope", "residual-connection", "vanishing-gradient"])
+    (data_dir / "terms" / "new-term.toml").write_text(to_toml(term("New Term", ["resnet"])))
+    result = runner.invoke(cli, ["load", "--data-dir", str(data_dir), "--database-url", url])
+    assert result.exit_code == 1
+    assert "terms/resnet.toml: related[0]: unknown term 'nope'" in result.output
+    assert "terms/new-term.toml: related: has 1 terms; allowed 3-8" in result.output
+    assert _table_counts(db) == before
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone() == (
+            fingerprint)
+
+    check = runner.invoke(cli, ["check", "--data-dir", str(data_dir)])
+    assert check.exit_code == 1 and "unknown term 'nope'" in check.output
+
+
+def test_reload_replaces_content(tmp_path: Path, data_dir: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    assert runner.invoke(cli, ["load", "--data-dir", str(data_dir), "--database-url", url]
+                         ).exit_code == 0
+    terms = default_terms()
+    terms["resnet"]["title"] = "Residual Network"
+    write_corpus(data_dir, terms)
+    assert runner.invoke(cli, ["load", "--data-dir", str(data_dir), "--database-url", url]
+                         ).exit_code == 0
+    with sqlite3.connect(tmp_path / "g.db") as conn:
+        titles = {r[0] for r in conn.execute("SELECT title FROM term")}
+    assert "Residual Network" in titles and "ResNet" not in titles and len(titles) == 4
+
+
+def test_check_writes_nothing(tmp_path: Path, data_dir: Path) -> None:
+    result = runner.invoke(cli, ["check", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0 and result.output.startswith("ok: 4 terms")
+    assert not list(tmp_path.glob("*.db"))
+
+
+def test_pragmas_take_effect(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}", read_only=True)
+    verify_pragmas(engine)
+    pragmas = connection_pragmas(engine)
+    assert pragmas["journal_mode"] == "wal"
+    assert pragmas["busy_timeout"] >= 5000
+    assert pragmas["foreign_keys"] == 1
+    assert pragmas["query_only"] == 1
+    engine.dispose()
+
+
+def test_real_corpus_passes_check() -> None:
+    result = runner.invoke(cli, ["check", "--data-dir", "data"])
+    assert result.exit_code == 0, result.output
