@@ -232,7 +232,8 @@ def read_corpus(data_dir: Path) -> Corpus:
         name = _relative(path, data_dir)
         slug = path.stem
         if not SLUG_PATTERN.match(slug):
-            problems.append(Problem(name, "(file name)", "must be <lowercase-hyphenated-slug>.toml"))
+            reason = "must be <lowercase-hyphenated-slug>.toml"
+            problems.append(Problem(name, "(file name)", reason))
             continue
         raw = _read_toml(path, data_dir, problems)
         if raw is None:
@@ -304,12 +305,13 @@ def cross_check(corpus: Corpus, data_dir: Path) -> list[Problem]:
     presets = _known_presets()
     # folded name -> (file, what) for every title and synonym, to find clashes
     names: dict[str, str] = {}
-    url_slugs: dict[str, str] = {slug: f"terms/{slug}.toml" for slug in slugs}
-    for slug in sorted(slugs):
-        names.setdefault(fold(corpus.terms[slug].title), f"title of terms/{slug}.toml")
+    file_of = {slug: f"{data_dir.name}/terms/{slug}.toml" for slug in slugs}
+    url_slugs = dict(file_of)
+    for slug in sorted(corpus.terms):
+        names.setdefault(fold(corpus.terms[slug].title), f"title of {file_of[slug]}")
 
     for slug, term in sorted(corpus.terms.items()):
-        name = f"terms/{slug}.toml"
+        name = file_of[slug]
         if term.category not in corpus.categories:
             problems.append(Problem(name, "category", f"unknown category {term.category!r}"))
         title_owner = names.get(fold(term.title))

@@ -359,7 +359,10 @@ def build_search(
 
 def exact_names(hit: SearchHit) -> set[str]:
     """Folded names that count as an exact hit: the title, and the synonym that matched."""
-    return {fold(hit.title), fold(hit.slug)} | ({fold(hit.matched_synonym)} if hit.matched_synonym else set())
+    names = {fold(hit.title), fold(hit.slug)}
+    if hit.matched_synonym:
+        names.add(fold(hit.matched_synonym))
+    return names
 
 
 def closest_terms(session: Session, text: str, count: int = 5) -> list[TermRef]:

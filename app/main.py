@@ -11,7 +11,7 @@ from app import db
 from app.caching import CachingMiddleware
 from app.config import Settings, get_settings
 from app.content import ensure_loaded
-from app.routes import api, demo, health, pages
+from app.routes import api, demo, health, pages, search
 from app.security import SecurityMiddleware, install_error_handlers
 from app.templating import STATIC_DIR, make_templates
 
@@ -54,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(search.pages)
+    app.include_router(search.api)
     app.include_router(demo.router)
     app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -12,7 +12,6 @@ from app.glossary import (
     build_home,
     build_organization,
     build_organization_list,
-    build_search,
     build_term,
     build_term_list,
 )
@@ -24,7 +23,6 @@ from app.views import (
     HomeView,
     OrganizationList,
     OrganizationView,
-    SearchView,
     TermList,
     TermView,
 )
@@ -92,15 +90,3 @@ def read_organization(slug: str, session: SessionDep) -> OrganizationView:
 def read_glossary(request: Request, session: SessionDep) -> DefinedTermSet:
     """The whole glossary as a schema.org JSON-LD DefinedTermSet."""
     return build_glossary(session, str(request.base_url))
-
-
-@router.get("/search", response_model=SearchView)
-def search_terms(
-    session: SessionDep,
-    q: Annotated[str, Query(max_length=10_000)] = "",
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
-    category: Annotated[str | None, Query(max_length=100)] = None,
-) -> SearchView:
-    """Ranked search over titles, synonyms, summaries and text."""
-    return build_search(session, q, limit=limit, offset=offset, category=category)

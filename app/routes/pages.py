@@ -4,7 +4,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
-from fastapi.responses import RedirectResponse as Redirect
 
 from app.db import SessionDep
 from app.glossary import (
@@ -14,12 +13,9 @@ from app.glossary import (
     build_home,
     build_organization,
     build_organization_list,
-    build_search,
     build_term,
     build_term_list,
-    exact_names,
 )
-from app.text import fold
 
 router = APIRouter(include_in_schema=False)
 PAGE_LIMIT = 500
@@ -83,22 +79,6 @@ def read_organization(request: Request, slug: str, session: SessionDep) -> Respo
     """One organization and what it did for each term."""
     view = build_organization(session, slug)
     return render(request, "organization.html", view, f"/api/organizations/{slug}")
-
-
-@router.get("/search", response_class=HTMLResponse)
-def read_search(
-    request: Request,
-    session: SessionDep,
-    q: Annotated[str, Query(max_length=10_000)] = "",
-    category: Annotated[str | None, Query(max_length=100)] = None,
-    go: bool = False,
-) -> Response:
-    """Search results; with go=1 an exact title or synonym jumps straight to its entry."""
-    view = build_search(session, q, category=category or None)
-    if go and view.hits and fold(q) in exact_names(view.hits[0]):
-        return Redirect(view.hits[0].url, status_code=301)
-    alternate = "/api/search" + (f"?{request.url.query}" if request.url.query else "")
-    return render(request, "search.html", view, alternate)
 
 
 @router.get("/illustrations/{name}")

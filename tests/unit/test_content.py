@@ -89,9 +89,10 @@ def test_bad_toml(data_dir: Path) -> None:
 
 
 def test_synonym_url_clashing_with_a_term_slug(data_dir: Path) -> None:
-    edit(data_dir, "layer-normalization", synonyms=["Res Net"])
-    assert any("synonyms[0]: URL /terms/res-net" not in p and "duplicate synonym" in p
-               or "URL /terms/resnet is already" in p for p in problems_for(data_dir))
+    edit(data_dir, "resnet", title="Residual Network")
+    edit(data_dir, "layer-normalization", synonyms=["ResNet"])
+    assert ("data/terms/layer-normalization.toml: synonyms[0]: URL /terms/resnet is already "
+            "data/terms/resnet.toml") in problems_for(data_dir)
 
 
 def test_one_way_relation_needs_a_reason(data_dir: Path) -> None:
