@@ -1,6 +1,5 @@
 """Read-side queries that build the view models. Routes call one function per page."""
 
-import difflib
 from collections import Counter
 from typing import Any
 
@@ -350,9 +349,13 @@ def build_search(
                 score=h.score,
                 matched_field=h.matched_field,
                 matched_synonym=h.matched_synonym,
+                exact=h.exact,
+                title_html=h.title_html,
+                snippet_html=h.snippet_html,
             )
             for h in results.hits
         ],
+        corrected_query=results.corrected_query,
         did_you_mean=[] if results.total else closest_terms(session, query),
     )
 
@@ -367,19 +370,11 @@ def exact_names(hit: SearchHit) -> set[str]:
 
 def closest_terms(session: Session, text: str, count: int = 5) -> list[TermRef]:
     """Terms whose title or synonym is closest to text (typo-tolerant, for 404 and no-hit)."""
-    wanted = fold(text.rsplit("/", 1)[-1])
-    if not wanted:
-        return []
-    names: dict[str, str] = {}
-    for term in session.exec(select(Term)).all():
-        names.setdefault(fold(term.title), term.slug)
-        names.setdefault(fold(term.slug), term.slug)
-    for synonym in session.exec(select(Synonym)).all():
-        names.setdefault(fold(synonym.name), synonym.term_slug)
-    matches = difflib.get_close_matches(wanted, list(names), n=count * 3, cutoff=0.5)
-    slugs = list(dict.fromkeys(names[m] for m in matches))[:count]
-    terms = {t.slug: t for t in session.exec(select(Term).where(col(Term.slug).in_(slugs))).all()}
-    return [_ref(terms[s]) for s in slugs if s in terms]
+    return [
+        TermRef(slug=e.slug, title=e.title, summary=e.summary, category=e.category,
+                url=term_url(e.slug))
+        for e in search_index.closest(session, text.rsplit("/", 1)[-1], count)
+    ]
 
 
 def build_not_found(session: Session, path: str) -> NotFoundView:

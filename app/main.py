@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             if runner is not None:
-                runner.close()
+                runner.shutdown()
             engine.dispose()
 
     app = FastAPI(

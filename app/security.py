@@ -118,8 +118,18 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_invalid)
 
 
-class RequestTooLarge(Exception):
-    pass
+def _replay_body(body: bytes, receive: Receive) -> Receive:
+    """A receive() that yields an already-read body once, then defers to the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 class SecurityMiddleware:
@@ -142,16 +152,24 @@ class SecurityMiddleware:
             return
 
         started = False
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise RequestTooLarge
-            return message
+        body_receive = receive
+        if declared is None and "chunked" in request.headers.get("transfer-encoding", ""):
+            # No declared length: read the body here (it is small or refused), so the limit
+            # holds even for routes that never read their body.
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                if size > self.max_body_bytes:
+                    await self._send_error(scope, receive, send, 413)
+                    return
+                if not message.get("more_body", False):
+                    break
+            body_receive = _replay_body(b"".join(chunks), receive)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
@@ -161,10 +179,7 @@ class SecurityMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_with_headers)
-        except RequestTooLarge:
-            if not started:
-                await self._send_error(scope, receive, send, 413)
+            await self.app(scope, body_receive, send_with_headers)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not started:

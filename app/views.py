@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
 class CategoryRef(BaseModel):
@@ -130,9 +130,15 @@ class SearchHit(BaseModel):
     summary: str
     category: str
     url: str
-    score: float
-    matched_field: str = Field(description="title, synonyms or text")
-    matched_synonym: str | None
+    score: float = Field(description="Higher ranks first; 950 and above is an exact name")
+    matched_field: str = Field(description="title, synonyms, summary or body")
+    matched_synonym: str | None = Field(description="The synonym that matched, if one did")
+    exact: bool = Field(description="The query is this entry's title or one of its synonyms")
+    title_html: str = Field(description="The title, HTML-escaped, matches in <mark>")
+    snippet_html: str = Field(
+        description="The summary, or a passage of the text when only it matched; HTML-escaped, "
+        "matches in <mark>"
+    )
 
 
 class SearchView(BaseModel):
@@ -142,7 +148,14 @@ class SearchView(BaseModel):
     offset: int
     category: str | None
     hits: list[SearchHit]
+    corrected_query: str | None = Field(
+        description="The query as corrected for typos, when only a corrected query matched"
+    )
     did_you_mean: list[TermRef] = Field(description="Closest entries when nothing matched")
+
+
+class Suggestions(RootModel[tuple[str, list[str], list[str], list[str]]]):
+    """OpenSearch suggestions: [query, names, their entries' titles, their entries' URLs]."""
 
 
 class NotFoundView(BaseModel):

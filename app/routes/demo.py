@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.config import Settings
+from app.demo.errors import DemoDeviceError, GateFull, RunCancelled, RunTimedOut
 from app.demo.presets import (
     PRESETS,
     DemoConfig,
@@ -23,8 +24,8 @@ from app.views import DemoPreset, DemoResult, ErrorBody
 
 log = logging.getLogger("glossary.demo")
 
-PARAMS = ("depth", "width", "activation", "init", "norm", "steps", "batch_size", "lr", "seed",
-          "task")
+# Every parameter any preset takes (the fixed contract's names plus e.g. branch_scale).
+PARAMS = tuple(dict.fromkeys(spec.name for p in PRESETS.values() for spec in p.params))
 ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "A parameter is unknown or out of range"},
     503: {"model": ErrorBody, "description": "The demo is busy (see Retry-After) or failed"},
@@ -68,16 +69,14 @@ def _config(request: Request) -> DemoConfig | JSONResponse:
 
 def _run_failure(exc: Exception) -> JSONResponse | None:
     """Map the runner's exceptions to HTTP answers (None: not one of ours)."""
-    from app.demo import runner as runner_module
-
-    if isinstance(exc, runner_module.GateFull):
+    if isinstance(exc, GateFull):
         retry = max(1, int(exc.retry_after_s))
         return _error(503, f"The demo is busy; try again in {retry} s.",
                       {"retry_after_s": retry}, {"Retry-After": str(retry)})
-    if isinstance(exc, runner_module.RunTimedOut):
+    if isinstance(exc, RunTimedOut):
         return _error(503, f"The run took longer than its time budget: {exc}",
                       {"reason": "time_budget"}, {"Retry-After": "5"})
-    if isinstance(exc, runner_module.DemoDeviceError):
+    if isinstance(exc, DemoDeviceError):
         return _error(503, str(exc), {"reason": "device"}, {"Retry-After": "2"})
     return None
 
@@ -99,14 +98,12 @@ async def run_demo(
     preset: QueryStr = None, depth: QueryStr = None, width: QueryStr = None,
     activation: QueryStr = None, init: QueryStr = None, norm: QueryStr = None,
     steps: QueryStr = None, batch_size: QueryStr = None, lr: QueryStr = None,
-    seed: QueryStr = None, task: QueryStr = None,
+    seed: QueryStr = None, task: QueryStr = None, branch_scale: QueryStr = None,
 ) -> Response:
     """Run one experiment (or answer it from the cache) and return every number."""
     config = _config(request)
     if isinstance(config, JSONResponse):
         return config
-    from app.demo.runner import RunCancelled
-
     try:
         result = await request.app.state.demo_runner.run(
             config, is_disconnected=request.is_disconnected
@@ -136,7 +133,7 @@ async def stream_demo(
     preset: QueryStr = None, depth: QueryStr = None, width: QueryStr = None,
     activation: QueryStr = None, init: QueryStr = None, norm: QueryStr = None,
     steps: QueryStr = None, batch_size: QueryStr = None, lr: QueryStr = None,
-    seed: QueryStr = None, task: QueryStr = None,
+    seed: QueryStr = None, task: QueryStr = None, branch_scale: QueryStr = None,
 ) -> Response:
     """The same run as server-sent events: progress per recorded step, then the result."""
     config = _config(request)
@@ -156,12 +153,12 @@ async def stream_demo(
         finally:
             await queue.put(None)
 
-    task = asyncio.create_task(produce())
+    run_task = asyncio.create_task(produce())
     # Wait for the first event so that a full gate or a bad device is a proper HTTP error.
     first = await queue.get()
     if first is None:
-        await asyncio.wait([task])
-        error = task.exception()
+        await asyncio.wait([run_task])
+        error = run_task.exception()
         failure = _run_failure(error) if isinstance(error, Exception) else None
         if failure is not None:
             return failure
@@ -173,19 +170,19 @@ async def stream_demo(
                 while (item := await queue.get()) is not None:
                     yield item
             try:
-                yield _event("result", await task)
+                yield _event("result", await run_task)
             except Exception as exc:
                 failure = _run_failure(exc)
-                message = json.loads(failure.body) if failure is not None else {
+                message = json.loads(bytes(failure.body)) if failure is not None else {
                     "status": 500, "message": "The run failed on our side.", "details": None}
                 if failure is None:
                     log.exception("demo run failed")
                 yield _event("error", message)
         finally:
-            if not task.done():
-                task.cancel()
+            if not run_task.done():
+                run_task.cancel()
                 with contextlib.suppress(BaseException):
-                    await task
+                    await run_task
 
     return StreamingResponse(
         events(),

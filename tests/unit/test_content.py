@@ -61,6 +61,8 @@ def test_valid_corpus_reads(data_dir: Path) -> None:
         ("resnet", {"read_more": [{"title": "Plain", "url": "http://example.com/x"}]},
          "read_more.0.url: Value error, must be an https:// URL"),
         ("resnet", {"formula": "\\frac{1}{"}, "terms/resnet.toml: formula: cannot be rendered"),
+        ("resnet", {"formula": "x + \\text{<script>alert(1)</script>}"},
+         "formula: cannot be rendered as math: <script> is not MathML"),
         ("resnet", {"illustration": {"file": "absent.svg", "alt": "A picture of nothing at all.",
                                      "caption": "Nothing."}},
          "illustration.file: no such file illustrations/absent.svg"),

@@ -1,0 +1,411 @@
+"""The demo's networks and data, K variants at once.
+
+Every parameter has a leading variant dimension K, so all variants of an experiment run in
+the same batched matmuls (torch.baddbmm). Where variants differ in structure (activation,
+normalization, residual path) the op runs on contiguous runs of variants that share it.
+
+Shapes: K variants, B batch, D input features, W width, T tokens (= D), O outputs.
+Weights are stored like nn.Linear's, (K, out, in), so the plain reference can copy them.
+
+Initialization is per variant, in module order, from a private generator seeded with the
+run's seed; it draws exactly what nn.Linear's own init (or nn.init.xavier_uniform_ /
+kaiming_normal_) would draw after torch.manual_seed(seed), so the reference can rebuild it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "gelu": F.gelu,  # exact (erf) GELU, as nn.GELU()
+}
+LN_EPS = 1e-5  # nn.LayerNorm's and nn.BatchNorm1d's default
+
+Run = tuple[object, int, int]  # (key, start, end): variants start..end-1 share key
+
+
+def runs_of(keys: Sequence[object]) -> list[Run]:
+    """Split per-variant keys into contiguous runs of equal keys."""
+    out: list[Run] = []
+    start = 0
+    for k in range(1, len(keys) + 1):
+        if k == len(keys) or keys[k] != keys[start]:
+            out.append((keys[start], start, k))
+            start = k
+    return out
+
+
+def per_run(
+    runs: list[Run], x: torch.Tensor, fn: Callable[[object, int, int, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """fn(key, start, end, x[start:end]) for every run, concatenated along the variant dim."""
+    if len(runs) == 1:
+        key, s, e = runs[0]
+        return fn(key, s, e, x)
+    return torch.cat([fn(key, s, e, x[s:e]) for key, s, e in runs], dim=0)
+
+
+def init_linear_(weight: torch.Tensor, bias: torch.Tensor, scheme: str, g: torch.Generator) -> None:
+    """Initialize ONE variant's linear layer, weight (out, in) and bias (out,), in place."""
+    if scheme == "default":  # nn.Linear.reset_parameters: U(-1/sqrt(in), 1/sqrt(in)) for both
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=g)
+        bound = 1.0 / math.sqrt(weight.shape[1])
+        nn.init.uniform_(bias, -bound, bound, generator=g)
+    elif scheme == "xavier":  # Glorot & Bengio 2010, "normalized initialization"
+        nn.init.xavier_uniform_(weight, generator=g)
+        nn.init.zeros_(bias)
+    elif scheme == "kaiming":  # He et al. 2015: N(0, 2/in), the ReLU gain, whatever the unit
+        nn.init.kaiming_normal_(weight, nonlinearity="relu", generator=g)
+        nn.init.zeros_(bias)
+    else:
+        raise ValueError(f"unknown init {scheme!r}")
+
+
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batched nn.Linear: x (K, N, in), w (K, out, in), b (K, 1, out) -> (K, N, out)."""
+    return torch.baddbmm(b, x, w.transpose(1, 2))
+
+
+def layer_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """LayerNorm over the last dim with per-variant affine: x (K, ..., W), w/b broadcastable."""
+    return torch.addcmul(b, F.layer_norm(x, x.shape[-1:], eps=LN_EPS), w)
+
+
+def batch_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Training-mode BatchNorm1d per variant and feature over the batch: x (K, B, W)."""
+    k, bsz, width = x.shape
+    flat = x.transpose(0, 1).reshape(bsz, k * width)  # (B, K*W): one channel per (variant, unit)
+    y = F.batch_norm(flat, None, None, w.reshape(-1), b.reshape(-1), training=True, eps=LN_EPS)
+    return y.view(bsz, k, width).transpose(0, 1)
+
+
+# ----------------------------------------------------------------------------- MLP
+
+
+@dataclass(frozen=True)
+class MLPVariant:
+    residual: bool = False  # h + s*f(h) instead of f(h)
+    branch_scale: float = 1.0  # s, the residual branch's scale
+    activation: str = "relu"  # relu | tanh | sigmoid | gelu
+    init: str = "default"  # default (torch's) | xavier | kaiming
+    norm: str = "none"  # none | layernorm | batchnorm
+    norm_position: Literal["pre", "post"] = "pre"  # pre: f(norm(h)); post: norm(h + s*f(h))
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    variants: tuple[MLPVariant, ...]
+    d_in: int = 8  # input features
+    d_out: int = 8  # outputs: 8 teacher outputs, or 2 logits for spirals
+    width: int = 64  # units per hidden layer
+    depth: int = 32  # hidden layers (the reported layers)
+
+
+class BatchedMLP(nn.Module):  # type: ignore[misc]  # torch is untyped here
+    """stem Linear(D, W) -> depth x block -> head Linear(W, O), for K variants at once.
+
+    block: u = norm(h) if pre-norm else h; f = act(W u + b);
+           h = h + s*f if residual else f; h = norm(h) if post-norm.
+    """
+
+    def __init__(self, cfg: MLPConfig, seed: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        k, d, w, o, depth = len(cfg.variants), cfg.d_in, cfg.width, cfg.d_out, cfg.depth
+        self.stem_w = nn.Parameter(torch.empty(k, w, d))
+        self.stem_b = nn.Parameter(torch.empty(k, 1, w))
+        self.fc_w = nn.ParameterList([torch.empty(k, w, w) for _ in range(depth)])
+        self.fc_b = nn.ParameterList([torch.empty(k, 1, w) for _ in range(depth)])
+        self.head_w = nn.Parameter(torch.empty(k, o, w))
+        self.head_b = nn.Parameter(torch.empty(k, 1, o))
+        self.has_norm = any(v.norm != "none" for v in cfg.variants)
+        # one norm per block (gain 1, shift 0); variants without normalization ignore theirs
+        self.norm_w = nn.ParameterList([torch.ones(k, 1, w) for _ in range(depth)
+                                        if self.has_norm])
+        self.norm_b = nn.ParameterList([torch.zeros(k, 1, w) for _ in range(depth)
+                                        if self.has_norm])
+        with torch.no_grad():
+            for i, v in enumerate(cfg.variants):
+                g = torch.Generator().manual_seed(seed)
+                init_linear_(self.stem_w[i], self.stem_b[i, 0], v.init, g)
+                for wl, bl in zip(self.fc_w, self.fc_b, strict=True):
+                    init_linear_(wl[i], bl[i, 0], v.init, g)
+                init_linear_(self.head_w[i], self.head_b[i, 0], v.init, g)
+
+        vs = cfg.variants
+        self._act_runs = runs_of([v.activation for v in vs])
+        self._pre_runs = runs_of([v.norm if v.norm_position == "pre" else "none" for v in vs])
+        self._post_runs = runs_of([v.norm if v.norm_position == "post" else "none" for v in vs])
+        self._any_post = any(v.norm != "none" and v.norm_position == "post" for v in vs)
+        res = [v.residual for v in vs]
+        self._all_plain = not any(res)
+        # h_new = a*h + s*f: a = 1 (residual) or 0 (plain), s = branch scale (plain: 1)
+        self.register_buffer("_a", torch.tensor([float(r) for r in res]).view(k, 1, 1))
+        self.register_buffer(
+            "_s", torch.tensor([v.branch_scale if v.residual else 1.0 for v in vs]).view(k, 1, 1)
+        )
+
+    def _norm(self, runs: list[Run], h: torch.Tensor, layer: int) -> torch.Tensor:
+        if len(runs) == 1 and runs[0][0] == "none":
+            return h
+        nw, nb = self.norm_w[layer], self.norm_b[layer]
+
+        def apply(kind: object, s: int, e: int, x: torch.Tensor) -> torch.Tensor:
+            if kind == "layernorm":
+                return layer_norm(x, nw[s:e], nb[s:e])
+            if kind == "batchnorm":
+                return batch_norm(x, nw[s:e], nb[s:e])
+            return x
+
+        return per_run(runs, h, apply)
+
+    def _act(self, z: torch.Tensor) -> torch.Tensor:
+        return per_run(self._act_runs, z, lambda a, s, e, x: ACTIVATIONS[str(a)](x))
+
+    def forward(
+        self, x: torch.Tensor, keep_inputs: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """x (B, D) shared by all variants -> out (K, B, O), block inputs [(K, B, W)] * depth.
+
+        With keep_inputs, each block's input keeps its .grad after backward."""
+        k = len(self.cfg.variants)
+        h = linear(x.expand(k, *x.shape), self.stem_w, self.stem_b)  # (K, B, W)
+        inputs = []
+        for layer in range(self.cfg.depth):
+            if keep_inputs:
+                h.retain_grad()
+                inputs.append(h)
+            u = self._norm(self._pre_runs, h, layer)
+            f = self._act(linear(u, self.fc_w[layer], self.fc_b[layer]))  # (K, B, W)
+            h = f if self._all_plain else torch.addcmul(h * self._a, f, self._s)
+            if self._any_post:
+                h = self._norm(self._post_runs, h, layer)
+        return linear(h, self.head_w, self.head_b), inputs  # (K, B, O)
+
+    def block_weight_grad_norms(self) -> torch.Tensor:
+        """Frobenius norm of each hidden layer's weight gradient: (K, depth)."""
+        return torch.stack([_gnorm(w) for w in self.fc_w], dim=1)
+
+
+# ----------------------------------------------------------------------------- transformer
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    blocks: tuple[str, ...]  # per variant: post-ln | pre-ln | no-residual
+    d_in: int = 8  # input features; each becomes one token, so T = d_in
+    d_out: int = 1  # outputs per token: 1 (token t predicts teacher output t), 2 for spirals
+    width: int = 64  # model dimension W
+    n_head: int = 1  # attention heads, each of size W / n_head
+    depth: int = 6  # transformer blocks
+    mlp_ratio: int = 4  # MLP hidden = mlp_ratio * W
+
+
+class BatchedTransformer(nn.Module):  # type: ignore[misc]  # torch is untyped here
+    """Feature tokens -> depth x (self-attention, MLP) blocks -> a prediction per token.
+
+    token t of example x: x_t * tok_w[t] + tok_b[t] (one token per input feature, as the
+    FT-Transformer tokenizer). Blocks, with F the attention or the MLP sublayer:
+      post-ln:     h = LN(h + F(h))          (Vaswani et al. 2017)
+      pre-ln:      h = h + F(LN(h)), and a final LN before the head (Xiong et al. 2020)
+      no-residual: h = LN(F(h))
+    Linear layers use Xavier init with zero biases (q, k, v each its own Xavier matrix),
+    tokens N(0, 1), as in the setting Xiong et al. analyse.
+    """
+
+    def __init__(self, cfg: TransformerConfig, seed: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        k, t, w, o, depth = len(cfg.blocks), cfg.d_in, cfg.width, cfg.d_out, cfg.depth
+        hid = cfg.mlp_ratio * w
+
+        def stack(*shape: int) -> nn.ParameterList:
+            return nn.ParameterList([torch.empty(k, *shape) for _ in range(depth)])
+
+        self.tok_w = nn.Parameter(torch.empty(k, t, w))
+        self.tok_b = nn.Parameter(torch.empty(k, t, w))
+        self.attn_w, self.attn_b = stack(3 * w, w), stack(1, 3 * w)  # fused q, k, v
+        self.proj_w, self.proj_b = stack(w, w), stack(1, w)
+        self.fc1_w, self.fc1_b = stack(hid, w), stack(1, hid)
+        self.fc2_w, self.fc2_b = stack(w, hid), stack(1, w)
+        self.ln1_w = nn.ParameterList([torch.ones(k, 1, 1, w) for _ in range(depth)])
+        self.ln1_b = nn.ParameterList([torch.zeros(k, 1, 1, w) for _ in range(depth)])
+        self.ln2_w = nn.ParameterList([torch.ones(k, 1, 1, w) for _ in range(depth)])
+        self.ln2_b = nn.ParameterList([torch.zeros(k, 1, 1, w) for _ in range(depth)])
+        self.lnf_w = nn.Parameter(torch.ones(k, 1, 1, w))  # used by pre-ln variants only
+        self.lnf_b = nn.Parameter(torch.zeros(k, 1, 1, w))
+        self.head_w = nn.Parameter(torch.empty(k, o, w))
+        self.head_b = nn.Parameter(torch.empty(k, 1, o))
+        with torch.no_grad():
+            for i in range(k):
+                g = torch.Generator().manual_seed(seed)
+                nn.init.normal_(self.tok_w[i], generator=g)
+                nn.init.normal_(self.tok_b[i], generator=g)
+                for layer in range(depth):
+                    aw, ab = self.attn_w[layer][i], self.attn_b[layer][i, 0]
+                    for j in range(3):  # q, k, v: each an (W, W) Xavier matrix
+                        init_linear_(aw[j * w:(j + 1) * w], ab[j * w:(j + 1) * w], "xavier", g)
+                    init_linear_(self.proj_w[layer][i], self.proj_b[layer][i, 0], "xavier", g)
+                    init_linear_(self.fc1_w[layer][i], self.fc1_b[layer][i, 0], "xavier", g)
+                    init_linear_(self.fc2_w[layer][i], self.fc2_b[layer][i, 0], "xavier", g)
+                init_linear_(self.head_w[i], self.head_b[i, 0], "xavier", g)
+        # per-variant masks (K, 1, 1, 1): LN before the branch, LN after the sum, residual add
+        kinds = cfg.blocks
+        for name, on in (("_pre", [b == "pre-ln" for b in kinds]),
+                         ("_post", [b in ("post-ln", "no-residual") for b in kinds]),
+                         ("_res", [b in ("post-ln", "pre-ln") for b in kinds])):
+            self.register_buffer(name, torch.tensor(on).view(k, 1, 1, 1), persistent=False)
+            setattr(self, "_any" + name, any(on))
+        self._mixed = len(set(kinds)) > 1
+
+    def _attn(self, u: torch.Tensor, layer: int) -> torch.Tensor:
+        k, b, t, w = u.shape
+        nh = self.cfg.n_head
+        qkv = linear(u.reshape(k, b * t, w), self.attn_w[layer], self.attn_b[layer])
+        # (K, B, T, 3W) -> 3 x (K, B, H, T, W/H)
+        q, kk, v = qkv.view(k, b, t, 3, nh, w // nh).permute(3, 0, 1, 4, 2, 5).unbind(0)
+        att = torch.softmax(q @ kk.transpose(-1, -2) * (w // nh) ** -0.5, dim=-1)  # (.., T, T)
+        y = att @ v  # (K, B, H, T, W/H); plain ops beat SDPA's kernel at these sizes
+        y = y.permute(0, 1, 3, 2, 4).reshape(k, b * t, w)  # heads side by side
+        return linear(y, self.proj_w[layer], self.proj_b[layer]).view(k, b, t, w)
+
+    def _mlp(self, u: torch.Tensor, layer: int) -> torch.Tensor:
+        k, b, t, w = u.shape
+        z = F.relu(linear(u.reshape(k, b * t, w), self.fc1_w[layer], self.fc1_b[layer]))
+        return linear(z, self.fc2_w[layer], self.fc2_b[layer]).view(k, b, t, w)
+
+    def _sublayer(
+        self,
+        h: torch.Tensor,
+        ln_w: torch.Tensor,
+        ln_b: torch.Tensor,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """One residual sublayer for every variant: h (K, B, T, W) -> (K, B, T, W).
+
+        Variants differ only in where the LN sits, so the LN runs for all of them and
+        torch.where picks per variant (exact: the unpicked branch gets no gradient)."""
+        pre, post, res = self._pre, self._post, self._res
+        u = h
+        if self._any_pre:
+            u = torch.where(pre, layer_norm(h, ln_w, ln_b), h) if self._mixed else (
+                layer_norm(h, ln_w, ln_b))
+        f = fn(u)  # the attention or MLP branch, batched over all variants
+        y = f
+        if self._any_res:
+            y = torch.where(res, h + f, f) if self._mixed else h + f
+        if self._any_post:
+            y = torch.where(post, layer_norm(y, ln_w, ln_b), y) if self._mixed else (
+                layer_norm(y, ln_w, ln_b))
+        return y
+
+    def forward(
+        self, x: torch.Tensor, keep_inputs: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """x (B, T) shared by all variants -> out (K, B, T, O), block inputs [(K, B, T, W)]."""
+        h = torch.addcmul(self.tok_b[:, None], x[None, :, :, None], self.tok_w[:, None])
+        inputs = []
+        for layer in range(self.cfg.depth):
+            if keep_inputs:
+                h.retain_grad()
+                inputs.append(h)
+            h = self._sublayer(h, self.ln1_w[layer], self.ln1_b[layer],
+                               functools.partial(self._attn, layer=layer))
+            h = self._sublayer(h, self.ln2_w[layer], self.ln2_b[layer],
+                               functools.partial(self._mlp, layer=layer))
+        if self._any_pre:  # Pre-LN's final LN
+            hf = layer_norm(h, self.lnf_w, self.lnf_b)
+            h = torch.where(self._pre, hf, h) if self._mixed else hf
+        k, b, t, w = h.shape
+        out = linear(h.reshape(k, b * t, w), self.head_w, self.head_b)  # (K, B*T, O)
+        return out.view(k, b, t, -1), inputs  # (K, B, T, O): one prediction per token
+
+    def block_weight_grad_norms(self) -> torch.Tensor:
+        """Frobenius norm of each block's weight gradients (q,k,v, proj, fc1, fc2): (K, depth)."""
+        per_block = [
+            torch.stack([_gnorm(p[layer]) for p in (self.attn_w, self.proj_w, self.fc1_w,
+                                                    self.fc2_w)]).norm(dim=0)
+            for layer in range(self.cfg.depth)
+        ]
+        return torch.stack(per_block, dim=1)
+
+
+def _gnorm(p: torch.Tensor) -> torch.Tensor:
+    """Per-variant Frobenius norm of a stacked parameter's gradient, in float64: (K,)."""
+    if p.grad is None:
+        return torch.zeros(p.shape[0], device=p.device, dtype=torch.float64)
+    return torch.linalg.vector_norm(p.grad.flatten(1), dim=1, dtype=torch.float64)
+
+
+# ----------------------------------------------------------------------------- data
+
+N_DATA = 4096  # examples per task; each step draws a batch from them with replacement
+TEACHER_DIM = 16  # teacher task: inputs and outputs (tokens of the transformer)
+
+
+@dataclass
+class TaskData:
+    x: torch.Tensor  # (N, D) float32 inputs, standardized
+    y: torch.Tensor  # (N, O) float32 regression targets, or (N,) int64 class labels
+    d_in: int
+    d_out: int
+    classification: bool
+
+
+def make_task(task: str, seed: int, n: int = N_DATA) -> TaskData:
+    """The synthetic data set of a run, on the CPU, from its own generator (seed + 1)."""
+    g = torch.Generator().manual_seed(seed + 1)
+    if task == "teacher":
+        # a fixed random tanh teacher, 8 -> 64 -> 64 -> 8; targets standardized per output
+        d, hid = TEACHER_DIM, 64
+        x = torch.randn(n, d, generator=g)
+        w1 = torch.randn(hid, d, generator=g) / math.sqrt(d)
+        w2 = torch.randn(hid, hid, generator=g) / math.sqrt(hid)
+        w3 = torch.randn(d, hid, generator=g) / math.sqrt(hid)
+        y = torch.tanh(torch.tanh(x @ w1.T) @ w2.T * 2.0) @ w3.T  # (N, 8)
+        y = (y - y.mean(0)) / y.std(0)
+        return TaskData(x, y, d_in=d, d_out=d, classification=False)
+    if task == "spirals":
+        # two interleaved spirals, 1.5 turns each, class = which spiral
+        half = n // 2
+        t = torch.sqrt(torch.rand(n, generator=g)) * 3 * math.pi + 0.5  # (N,) angle
+        label = torch.cat([torch.zeros(half), torch.ones(n - half)]).long()
+        angle = t + math.pi * label
+        x = torch.stack([t * torch.cos(angle), t * torch.sin(angle)], dim=1)
+        x = x + 0.3 * torch.randn(n, 2, generator=g)
+        x = (x - x.mean(0)) / x.std(0)
+        return TaskData(x, label, d_in=2, d_out=2, classification=True)
+    raise ValueError(f"unknown task {task!r}")
+
+
+def batch_indices(seed: int, steps: int, batch_size: int, n: int = N_DATA) -> torch.Tensor:
+    """Which examples each step uses, (steps + 1, B); row 0 measures the initialization."""
+    g = torch.Generator().manual_seed(seed + 2)
+    return torch.randint(0, n, (steps + 1, batch_size), generator=g)
+
+
+def task_loss(out: torch.Tensor, y: torch.Tensor, classification: bool) -> torch.Tensor:
+    """Per-variant mean loss -> (K,).
+
+    MLP: out (K, B, O). Transformer: out (K, B, T, O), a prediction per token: for the
+    teacher token t predicts output t (O = 1, T = 8 outputs); for spirals every token
+    predicts the class and the loss averages over tokens.
+    """
+    k, b = out.shape[:2]
+    if classification:
+        c = out.shape[-1]
+        labels = y.view(b, 1).expand(b, out.numel() // (k * b * c)).reshape(-1)  # (B*T,)
+        ce = F.cross_entropy(out.reshape(-1, c), labels.repeat(k), reduction="none")
+        return ce.view(k, -1).mean(dim=1)
+    return (out.reshape(k, b, -1) - y).square().mean(dim=(1, 2))  # MSE
