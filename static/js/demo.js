@@ -21,6 +21,11 @@
   };
   const fmt = (x) => (x === null || x === undefined || !isFinite(x) ? "–"
     : Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(2) : x.toPrecision(3));
+  // Label only the powers of ten on a log axis, as 1e-7 rather than 0.0000001.
+  const logTick = (value) => {
+    const exponent = Math.log10(value);
+    return Math.abs(exponent - Math.round(exponent)) < 1e-9 ? `1e${Math.round(exponent)}` : "";
+  };
   const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
   const palette = () => ["--chart-1", "--chart-2", "--chart-3", "--chart-4"].map(cssVar);
 
@@ -51,13 +56,14 @@
       input = el("select", { id, name: spec.name });
       for (const choice of spec.choices) input.append(el("option", { value: choice, text: choice }));
       input.value = initial;
-    } else if (spec.kind === "int") {
+    } else if (spec.kind === "int" && spec.max - spec.min <= 4096) {
       const out = el("output", { for: id, text: String(initial) });
       label.append(out);
       input = el("input", { id, name: spec.name, type: "range", min: spec.min, max: spec.max, step: 1, value: initial });
       input.addEventListener("input", () => { out.textContent = input.value; });
     } else {
-      input = el("input", { id, name: spec.name, type: "number", min: spec.min, max: spec.max, step: "any", value: initial, inputmode: "decimal" });
+      const step = spec.kind === "int" ? 1 : "any";
+      input = el("input", { id, name: spec.name, type: "number", min: spec.min, max: spec.max, step, value: initial, inputmode: spec.kind === "int" ? "numeric" : "decimal" });
     }
     input.setAttribute("aria-describedby", `${id}-help`);
     return el("div", { class: "demo__control" }, label, input,
@@ -218,17 +224,21 @@
       borderColor: colors[i % colors.length], backgroundColor: colors[i % colors.length],
       borderDash: i % 2 ? [6, 3] : [], pointRadius: 0, tension: 0,
     }));
-    const axes = (xTitle, yTitle, log) => ({
-      x: { type: "linear", title: { display: true, text: xTitle, color: text }, ticks: { color: text }, grid: { color: grid } },
-      y: { type: log ? "logarithmic" : "linear", title: { display: true, text: yTitle, color: text }, ticks: { color: text }, grid: { color: grid } },
+    const axes = (xTitle, yTitle, log, xMin, xMax) => ({
+      x: { type: "linear", min: xMin, max: xMax, title: { display: true, text: xTitle, color: text },
+        ticks: { color: text, precision: 0 }, grid: { color: grid } },
+      y: { type: log ? "logarithmic" : "linear", title: { display: true, text: yTitle, color: text },
+        ticks: { color: text, callback: (value) => (log ? logTick(value) : value) }, grid: { color: grid } },
     });
-    const options = (xTitle, yTitle, log) => ({
+    const depth = Math.max(1, ...result.variants.map((v) => v.layers.length));
+    const steps = Math.max(1, ...result.variants.map((v) => v.loss.length - 1));
+    const options = (xTitle, yTitle, log, xMin, xMax) => ({
       animation: false, responsive: true, maintainAspectRatio: false, parsing: true,
-      scales: axes(xTitle, yTitle, log),
+      scales: axes(xTitle, yTitle, log, xMin, xMax),
       plugins: { legend: { labels: { color: text } }, tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${fmt(c.parsed.y)}` } } },
     });
-    upsert("grad", gradSets, options("layer (1 = nearest the input)", "gradient norm", true));
-    upsert("loss", lossSets, options("step", "loss", false));
+    upsert("grad", gradSets, options("layer (1 = nearest the input)", "gradient norm", true, 1, depth));
+    upsert("loss", lossSets, options("step", "loss", false, 0, Math.max(steps, result.config.steps || 0)));
   }
 
   function upsert(key, datasets, options) {

@@ -2,11 +2,13 @@
 live demo: Run, charts drawn, table filled, depth changed. Screenshots go to test-output/."""
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import ROOT, in_ci, make_settings
 from tests.live import running_server
@@ -41,6 +43,19 @@ def browser() -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+def set_range(page: object, selector: str, value: str) -> None:
+    """Move a range input with the keyboard, as a person would (no script injection)."""
+    slider = page.locator(selector)  # type: ignore[attr-defined]
+    slider.focus()
+    target = int(value)
+    for _ in range(300):
+        current = int(slider.input_value())
+        if current == target:
+            return
+        slider.press("ArrowRight" if current < target else "ArrowLeft")
+    raise AssertionError(f"{selector} did not reach {value}")
 
 
 def shot(page: object, output_dir: Path, name: str) -> None:
@@ -82,13 +97,10 @@ def test_demo_run_charts_table_and_depth(
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.goto(base_url + "/terms/resnet#demo")
     page.wait_for_selector("#demo .demo__summary:not(:empty)", timeout=30_000)
-    page.fill("#demo-steps", "30") if page.locator("#demo-steps").get_attribute(
-        "type") == "number" else page.locator("#demo-steps").evaluate(
-        "(el) => { el.value = '30'; el.dispatchEvent(new Event('input')); }")
+    set_range(page, "#demo-steps", "30")
     page.click("#demo button[type=submit]")
-    page.wait_for_function(
-        "document.querySelector('#demo .demo__status').textContent.startsWith('Ran in')",
-        timeout=30_000)
+    expect(page.locator("#demo .demo__status")).to_have_text(re.compile("^Ran in"),
+                                                             timeout=30_000)
     for canvas in ("#demo-chart-grad", "#demo-chart-loss"):
         drawn = page.evaluate(
             f"""() => {{ const c = document.querySelector('{canvas}');
@@ -98,14 +110,10 @@ def test_demo_run_charts_table_and_depth(
     page.click("#demo details summary")
     rows = page.locator("#demo table.data-table tbody tr")
     assert rows.count() == 32 + 1  # one row per layer at the default depth, plus the final loss
-    page.locator("#demo-depth").evaluate(
-        "(el) => { el.value = '12'; el.dispatchEvent(new Event('input'));"
-        " el.dispatchEvent(new Event('change', {bubbles: true})); }")
+    set_range(page, "#demo-depth", "12")
     assert "depth=12" in page.url
     page.click("#demo button[type=submit]")
-    page.wait_for_function(
-        "document.querySelectorAll('#demo table.data-table tbody tr').length === 13",
-        timeout=30_000)
+    expect(page.locator("#demo table.data-table tbody tr")).to_have_count(13, timeout=30_000)
     shot(page, output_dir, "demo-depth-12")
     permalink = page.url
     fresh = context.new_page()
