@@ -15,9 +15,17 @@ export GLOSSARY_DATABASE_URL="sqlite:///$work/bench.db" GLOSSARY_DEMO_WARMUP=fal
 .venv/bin/uvicorn app.main:app --host 127.0.0.1 --port "$port" --workers 1 \
   --no-access-log --log-level warning &
 server=$!
+# The same app with the in-memory response cache off: what rendering costs per request.
+port_nc=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+GLOSSARY_RESPONSE_CACHE=false GLOSSARY_BUILD_ON_START=false \
+  .venv/bin/uvicorn app.main:app --host 127.0.0.1 --port "$port_nc" --workers 1 \
+  --no-access-log --log-level warning &
+server_nc=$!
 ceiling_dir=static/.bench
-trap 'kill $server 2>/dev/null; rm -rf "$work" "$ceiling_dir"' EXIT
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+trap 'kill $server $server_nc 2>/dev/null; rm -rf "$work" "$ceiling_dir"' EXIT
+for p in "$port" "$port_nc"; do
+  for _ in $(seq 50); do curl -fs "http://127.0.0.1:$p/healthz" >/dev/null && break; sleep 0.2; done
+done
 mkdir -p "$ceiling_dir"
 curl -fs "http://127.0.0.1:$port/terms/$slug" -o "$ceiling_dir/term.html"
 
@@ -35,5 +43,9 @@ echo "wrk -t1 -c16 -d${duration}s, one uvicorn worker, $(nproc) cores, $(date -u
 measure ceiling "static file (same HTML, ceiling)" "http://127.0.0.1:$port/static/.bench/term.html"
 measure page "/terms/$slug" "http://127.0.0.1:$port/terms/$slug"
 measure api "/api/terms/$slug" "http://127.0.0.1:$port/api/terms/$slug"
+measure page_nc "/terms/$slug (response cache off)" "http://127.0.0.1:$port_nc/terms/$slug"
+measure api_nc "/api/terms/$slug (response cache off)" "http://127.0.0.1:$port_nc/api/terms/$slug"
 awk -v page="$(cat "$work/page.rps")" -v ceiling="$(cat "$work/ceiling.rps")" \
   'BEGIN { printf "term page / static ceiling = %.2f (target >= 0.50)\n", page / ceiling }'
+awk -v page="$(cat "$work/page_nc.rps")" -v ceiling="$(cat "$work/ceiling.rps")" \
+  'BEGIN { printf "term page without response cache / static ceiling = %.2f\n", page / ceiling }'

@@ -168,3 +168,27 @@ def test_client_disconnect_stops_the_run(tmp_path: Path, data_dir: Path) -> None
         assert running == 0
         follow_up = http.get("/api/demo", params=SMALL)
         assert follow_up.status_code == 200
+
+
+def test_pages_never_wait_for_torch(tmp_path: Path, data_dir: Path) -> None:
+    """Start-up and pages do not import torch (it loads in the background, 2-3 s)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from app.main import create_app\n"
+        "from tests.conftest import make_settings\n"
+        "from pathlib import Path\n"
+        f"app = create_app(make_settings(Path({str(tmp_path)!r}), Path({str(data_dir)!r})))\n"
+        "with TestClient(app) as client:\n"
+        "    assert client.get('/terms/resnet').status_code == 200\n"
+        "    assert client.get('/api/demo/presets').status_code == 200\n"
+        "    assert 'torch' not in sys.modules, 'torch was imported on the request path'\n"
+        "print('ok')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
