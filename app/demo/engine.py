@@ -88,8 +88,8 @@ def make_optimizer(
     """Per-element optimizers only, so a stacked parameter trains exactly like K separate ones
     (no gradient clipping or other cross-element coupling)."""
     if preset.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, foreach=True)
 
 
 def grad_norm(g: torch.Tensor) -> torch.Tensor:

@@ -4,8 +4,9 @@ Every parameter has a leading variant dimension K, so all variants of an experim
 the same batched matmuls (torch.baddbmm). Where variants differ in structure (activation,
 normalization, residual path) the op runs on contiguous runs of variants that share it.
 
-Shapes: K variants, B batch, D input features, W width, T tokens (= D), O outputs.
-Weights are stored like nn.Linear's, (K, out, in), so the plain reference can copy them.
+Shapes: K variants, L layers (blocks), B batch, D input features, W width, T tokens (= D),
+O outputs. Weights are stored transposed, (K, in, out), and the per-block ones stacked as
+(L, K, in, out): x @ w needs no transpose and the optimizer steps a handful of tensors.
 
 Initialization is per variant, in module order, from a private generator seeded with the
 run's seed; it draws exactly what nn.Linear's own init (or nn.init.xavier_uniform_ /
@@ -73,8 +74,18 @@ def init_linear_(weight: torch.Tensor, bias: torch.Tensor, scheme: str, g: torch
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Batched nn.Linear: x (K, N, in), w (K, out, in), b (K, 1, out) -> (K, N, out)."""
-    return torch.baddbmm(b, x, w.transpose(1, 2))
+    """Batched linear layer: x (K, N, in) @ w (K, in, out) + b (K, 1, out) -> (K, N, out)."""
+    return torch.baddbmm(b, x, w)
+
+
+def init_stacked_(
+    weight: torch.Tensor, bias: torch.Tensor, scheme: str, g: torch.Generator
+) -> None:
+    """Initialize one variant's slice of a stacked layer stored transposed: weight (in, out),
+    bias (out,); draws exactly what nn.Linear(in, out) with this scheme would."""
+    w = torch.empty(weight.shape[1], weight.shape[0])  # nn.Linear's (out, in)
+    init_linear_(w, bias, scheme, g)
+    weight.copy_(w.T)
 
 
 def layer_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -106,8 +117,8 @@ class MLPVariant:
 @dataclass(frozen=True)
 class MLPConfig:
     variants: tuple[MLPVariant, ...]
-    d_in: int = 8  # input features
-    d_out: int = 8  # outputs: 8 teacher outputs, or 2 logits for spirals
+    d_in: int = 16  # input features: 16 for the teacher, 2 for spirals
+    d_out: int = 16  # outputs: 16 teacher outputs, or 2 logits for spirals
     width: int = 64  # units per hidden layer
     depth: int = 32  # hidden layers (the reported layers)
 
@@ -115,33 +126,33 @@ class MLPConfig:
 class BatchedMLP(nn.Module):  # type: ignore[misc]  # torch is untyped here
     """stem Linear(D, W) -> depth x block -> head Linear(W, O), for K variants at once.
 
-    block: u = norm(h) if pre-norm else h; f = act(W u + b);
+    block: u = norm(h) if pre-norm else h; f = act(u @ W + b);
            h = h + s*f if residual else f; h = norm(h) if post-norm.
+    The hidden layers' weights are one (L, K, W, W) tensor, so the optimizer steps a handful
+    of tensors rather than 2L per variant.
     """
 
     def __init__(self, cfg: MLPConfig, seed: int) -> None:
         super().__init__()
         self.cfg = cfg
         k, d, w, o, depth = len(cfg.variants), cfg.d_in, cfg.width, cfg.d_out, cfg.depth
-        self.stem_w = nn.Parameter(torch.empty(k, w, d))
+        self.stem_w = nn.Parameter(torch.empty(k, d, w))  # (K, in, out)
         self.stem_b = nn.Parameter(torch.empty(k, 1, w))
-        self.fc_w = nn.ParameterList([torch.empty(k, w, w) for _ in range(depth)])
-        self.fc_b = nn.ParameterList([torch.empty(k, 1, w) for _ in range(depth)])
-        self.head_w = nn.Parameter(torch.empty(k, o, w))
+        self.fc_w = nn.Parameter(torch.empty(depth, k, w, w))  # (L, K, in, out)
+        self.fc_b = nn.Parameter(torch.empty(depth, k, 1, w))
+        self.head_w = nn.Parameter(torch.empty(k, w, o))
         self.head_b = nn.Parameter(torch.empty(k, 1, o))
         self.has_norm = any(v.norm != "none" for v in cfg.variants)
-        # one norm per block (gain 1, shift 0); variants without normalization ignore theirs
-        self.norm_w = nn.ParameterList([torch.ones(k, 1, w) for _ in range(depth)
-                                        if self.has_norm])
-        self.norm_b = nn.ParameterList([torch.zeros(k, 1, w) for _ in range(depth)
-                                        if self.has_norm])
+        if self.has_norm:  # gain 1, shift 0; variants without normalization ignore theirs
+            self.norm_w = nn.Parameter(torch.ones(depth, k, 1, w))
+            self.norm_b = nn.Parameter(torch.zeros(depth, k, 1, w))
         with torch.no_grad():
             for i, v in enumerate(cfg.variants):
-                g = torch.Generator().manual_seed(seed)
-                init_linear_(self.stem_w[i], self.stem_b[i, 0], v.init, g)
-                for wl, bl in zip(self.fc_w, self.fc_b, strict=True):
-                    init_linear_(wl[i], bl[i, 0], v.init, g)
-                init_linear_(self.head_w[i], self.head_b[i, 0], v.init, g)
+                g = torch.Generator().manual_seed(seed)  # in nn.Module order: stem, fc..., head
+                init_stacked_(self.stem_w[i], self.stem_b[i, 0], v.init, g)
+                for layer in range(depth):
+                    init_stacked_(self.fc_w[layer, i], self.fc_b[layer, i, 0], v.init, g)
+                init_stacked_(self.head_w[i], self.head_b[i, 0], v.init, g)
 
         vs = cfg.variants
         self._act_runs = runs_of([v.activation for v in vs])
@@ -149,17 +160,22 @@ class BatchedMLP(nn.Module):  # type: ignore[misc]  # torch is untyped here
         self._post_runs = runs_of([v.norm if v.norm_position == "post" else "none" for v in vs])
         self._any_post = any(v.norm != "none" and v.norm_position == "post" for v in vs)
         res = [v.residual for v in vs]
-        self._all_plain = not any(res)
-        # h_new = a*h + s*f: a = 1 (residual) or 0 (plain), s = branch scale (plain: 1)
-        self.register_buffer("_a", torch.tensor([float(r) for r in res]).view(k, 1, 1))
+        self._all_plain, self._all_res = not any(res), all(res)
+        scales = {v.branch_scale for v in vs}
+        self._scale = scales.pop() if len(scales) == 1 else None
+        # mixed plain/residual: h_new = a*h + s*f with a = 1 (residual) or 0 (plain) and
+        # s = branch scale (plain: 1), exact for finite h
+        self.register_buffer("_a", torch.tensor([float(r) for r in res]).view(k, 1, 1),
+                             persistent=False)
         self.register_buffer(
-            "_s", torch.tensor([v.branch_scale if v.residual else 1.0 for v in vs]).view(k, 1, 1)
+            "_s", torch.tensor([v.branch_scale if v.residual else 1.0 for v in vs]).view(k, 1, 1),
+            persistent=False,
         )
 
-    def _norm(self, runs: list[Run], h: torch.Tensor, layer: int) -> torch.Tensor:
+    def _norm(self, runs: list[Run], h: torch.Tensor, nw: torch.Tensor, nb: torch.Tensor
+              ) -> torch.Tensor:
         if len(runs) == 1 and runs[0][0] == "none":
             return h
-        nw, nb = self.norm_w[layer], self.norm_b[layer]
 
         def apply(kind: object, s: int, e: int, x: torch.Tensor) -> torch.Tensor:
             if kind == "layernorm":
@@ -180,22 +196,30 @@ class BatchedMLP(nn.Module):  # type: ignore[misc]  # torch is untyped here
 
         With keep_inputs, each block's input keeps its .grad after backward."""
         k = len(self.cfg.variants)
+        ws, bs = self.fc_w.unbind(0), self.fc_b.unbind(0)  # one node each, not L selects
+        if self.has_norm:
+            nws, nbs = self.norm_w.unbind(0), self.norm_b.unbind(0)
         h = linear(x.expand(k, *x.shape), self.stem_w, self.stem_b)  # (K, B, W)
         inputs = []
         for layer in range(self.cfg.depth):
             if keep_inputs:
                 h.retain_grad()
                 inputs.append(h)
-            u = self._norm(self._pre_runs, h, layer)
-            f = self._act(linear(u, self.fc_w[layer], self.fc_b[layer]))  # (K, B, W)
-            h = f if self._all_plain else torch.addcmul(h * self._a, f, self._s)
+            u = self._norm(self._pre_runs, h, nws[layer], nbs[layer]) if self.has_norm else h
+            f = self._act(linear(u, ws[layer], bs[layer]))  # (K, B, W)
+            if self._all_plain:
+                h = f
+            elif self._all_res and self._scale is not None:
+                h = torch.add(h, f, alpha=self._scale)
+            else:
+                h = torch.addcmul(h * self._a, f, self._s)
             if self._any_post:
-                h = self._norm(self._post_runs, h, layer)
+                h = self._norm(self._post_runs, h, nws[layer], nbs[layer])
         return linear(h, self.head_w, self.head_b), inputs  # (K, B, O)
 
     def block_weight_grad_norms(self) -> torch.Tensor:
-        """Frobenius norm of each hidden layer's weight gradient: (K, depth)."""
-        return torch.stack([_gnorm(w) for w in self.fc_w], dim=1)
+        """Frobenius norm of each hidden layer's weight gradient, in float64: (K, depth)."""
+        return _gnorms(self.fc_w).T
 
 
 # ----------------------------------------------------------------------------- transformer
@@ -204,7 +228,7 @@ class BatchedMLP(nn.Module):  # type: ignore[misc]  # torch is untyped here
 @dataclass(frozen=True)
 class TransformerConfig:
     blocks: tuple[str, ...]  # per variant: post-ln | pre-ln | no-residual
-    d_in: int = 8  # input features; each becomes one token, so T = d_in
+    d_in: int = 16  # input features; each becomes one token, so T = d_in
     d_out: int = 1  # outputs per token: 1 (token t predicts teacher output t), 2 for spirals
     width: int = 64  # model dimension W
     n_head: int = 1  # attention heads, each of size W / n_head
@@ -230,22 +254,22 @@ class BatchedTransformer(nn.Module):  # type: ignore[misc]  # torch is untyped h
         k, t, w, o, depth = len(cfg.blocks), cfg.d_in, cfg.width, cfg.d_out, cfg.depth
         hid = cfg.mlp_ratio * w
 
-        def stack(*shape: int) -> nn.ParameterList:
-            return nn.ParameterList([torch.empty(k, *shape) for _ in range(depth)])
+        def stacked(*shape: int, fill: float | None = None) -> nn.Parameter:
+            """One (L, K, *shape) parameter for a layer of every block and variant."""
+            p = torch.empty(depth, k, *shape)
+            return nn.Parameter(p if fill is None else p.fill_(fill))
 
         self.tok_w = nn.Parameter(torch.empty(k, t, w))
         self.tok_b = nn.Parameter(torch.empty(k, t, w))
-        self.attn_w, self.attn_b = stack(3 * w, w), stack(1, 3 * w)  # fused q, k, v
-        self.proj_w, self.proj_b = stack(w, w), stack(1, w)
-        self.fc1_w, self.fc1_b = stack(hid, w), stack(1, hid)
-        self.fc2_w, self.fc2_b = stack(w, hid), stack(1, w)
-        self.ln1_w = nn.ParameterList([torch.ones(k, 1, 1, w) for _ in range(depth)])
-        self.ln1_b = nn.ParameterList([torch.zeros(k, 1, 1, w) for _ in range(depth)])
-        self.ln2_w = nn.ParameterList([torch.ones(k, 1, 1, w) for _ in range(depth)])
-        self.ln2_b = nn.ParameterList([torch.zeros(k, 1, 1, w) for _ in range(depth)])
+        self.attn_w, self.attn_b = stacked(w, 3 * w), stacked(1, 3 * w)  # fused q, k, v
+        self.proj_w, self.proj_b = stacked(w, w), stacked(1, w)
+        self.fc1_w, self.fc1_b = stacked(w, hid), stacked(1, hid)
+        self.fc2_w, self.fc2_b = stacked(hid, w), stacked(1, w)
+        self.ln1_w, self.ln1_b = stacked(1, 1, w, fill=1.0), stacked(1, 1, w, fill=0.0)
+        self.ln2_w, self.ln2_b = stacked(1, 1, w, fill=1.0), stacked(1, 1, w, fill=0.0)
         self.lnf_w = nn.Parameter(torch.ones(k, 1, 1, w))  # used by pre-ln variants only
         self.lnf_b = nn.Parameter(torch.zeros(k, 1, 1, w))
-        self.head_w = nn.Parameter(torch.empty(k, o, w))
+        self.head_w = nn.Parameter(torch.empty(k, w, o))
         self.head_b = nn.Parameter(torch.empty(k, 1, o))
         with torch.no_grad():
             for i in range(k):
@@ -253,13 +277,14 @@ class BatchedTransformer(nn.Module):  # type: ignore[misc]  # torch is untyped h
                 nn.init.normal_(self.tok_w[i], generator=g)
                 nn.init.normal_(self.tok_b[i], generator=g)
                 for layer in range(depth):
-                    aw, ab = self.attn_w[layer][i], self.attn_b[layer][i, 0]
-                    for j in range(3):  # q, k, v: each an (W, W) Xavier matrix
-                        init_linear_(aw[j * w:(j + 1) * w], ab[j * w:(j + 1) * w], "xavier", g)
-                    init_linear_(self.proj_w[layer][i], self.proj_b[layer][i, 0], "xavier", g)
-                    init_linear_(self.fc1_w[layer][i], self.fc1_b[layer][i, 0], "xavier", g)
-                    init_linear_(self.fc2_w[layer][i], self.fc2_b[layer][i, 0], "xavier", g)
-                init_linear_(self.head_w[i], self.head_b[i, 0], "xavier", g)
+                    aw, ab = self.attn_w[layer, i], self.attn_b[layer, i, 0]
+                    for j in range(3):  # q, k, v: each its own (W, W) Xavier matrix
+                        part = slice(j * w, (j + 1) * w)
+                        init_stacked_(aw[:, part], ab[part], "xavier", g)
+                    for pw, pb in ((self.proj_w, self.proj_b), (self.fc1_w, self.fc1_b),
+                                   (self.fc2_w, self.fc2_b)):
+                        init_stacked_(pw[layer, i], pb[layer, i, 0], "xavier", g)
+                init_stacked_(self.head_w[i], self.head_b[i, 0], "xavier", g)
         # per-variant masks (K, 1, 1, 1): LN before the branch, LN after the sum, residual add
         kinds = cfg.blocks
         for name, on in (("_pre", [b == "pre-ln" for b in kinds]),
@@ -269,21 +294,21 @@ class BatchedTransformer(nn.Module):  # type: ignore[misc]  # torch is untyped h
             setattr(self, "_any" + name, any(on))
         self._mixed = len(set(kinds)) > 1
 
-    def _attn(self, u: torch.Tensor, layer: int) -> torch.Tensor:
+    def _attn(self, u: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
         k, b, t, w = u.shape
         nh = self.cfg.n_head
-        qkv = linear(u.reshape(k, b * t, w), self.attn_w[layer], self.attn_b[layer])
+        qkv = linear(u.reshape(k, b * t, w), p["attn_w"], p["attn_b"])
         # (K, B, T, 3W) -> 3 x (K, B, H, T, W/H)
         q, kk, v = qkv.view(k, b, t, 3, nh, w // nh).permute(3, 0, 1, 4, 2, 5).unbind(0)
         att = torch.softmax(q @ kk.transpose(-1, -2) * (w // nh) ** -0.5, dim=-1)  # (.., T, T)
         y = att @ v  # (K, B, H, T, W/H); plain ops beat SDPA's kernel at these sizes
         y = y.permute(0, 1, 3, 2, 4).reshape(k, b * t, w)  # heads side by side
-        return linear(y, self.proj_w[layer], self.proj_b[layer]).view(k, b, t, w)
+        return linear(y, p["proj_w"], p["proj_b"]).view(k, b, t, w)
 
-    def _mlp(self, u: torch.Tensor, layer: int) -> torch.Tensor:
+    def _mlp(self, u: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
         k, b, t, w = u.shape
-        z = F.relu(linear(u.reshape(k, b * t, w), self.fc1_w[layer], self.fc1_b[layer]))
-        return linear(z, self.fc2_w[layer], self.fc2_b[layer]).view(k, b, t, w)
+        z = F.relu(linear(u.reshape(k, b * t, w), p["fc1_w"], p["fc1_b"]))  # (K, B*T, 4W)
+        return linear(z, p["fc2_w"], p["fc2_b"]).view(k, b, t, w)
 
     def _sublayer(
         self,
@@ -315,15 +340,17 @@ class BatchedTransformer(nn.Module):  # type: ignore[misc]  # torch is untyped h
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x (B, T) shared by all variants -> out (K, B, T, O), block inputs [(K, B, T, W)]."""
         h = torch.addcmul(self.tok_b[:, None], x[None, :, :, None], self.tok_w[:, None])
+        names = ("attn_w", "attn_b", "proj_w", "proj_b", "fc1_w", "fc1_b", "fc2_w", "fc2_b",
+                 "ln1_w", "ln1_b", "ln2_w", "ln2_b")
+        per_layer = [dict(zip(names, ps, strict=True))  # unbind once, not L selects
+                     for ps in zip(*(getattr(self, n).unbind(0) for n in names), strict=True)]
         inputs = []
-        for layer in range(self.cfg.depth):
+        for p in per_layer:
             if keep_inputs:
                 h.retain_grad()
                 inputs.append(h)
-            h = self._sublayer(h, self.ln1_w[layer], self.ln1_b[layer],
-                               functools.partial(self._attn, layer=layer))
-            h = self._sublayer(h, self.ln2_w[layer], self.ln2_b[layer],
-                               functools.partial(self._mlp, layer=layer))
+            h = self._sublayer(h, p["ln1_w"], p["ln1_b"], functools.partial(self._attn, p=p))
+            h = self._sublayer(h, p["ln2_w"], p["ln2_b"], functools.partial(self._mlp, p=p))
         if self._any_pre:  # Pre-LN's final LN
             hf = layer_norm(h, self.lnf_w, self.lnf_b)
             h = torch.where(self._pre, hf, h) if self._mixed else hf
@@ -333,19 +360,17 @@ class BatchedTransformer(nn.Module):  # type: ignore[misc]  # torch is untyped h
 
     def block_weight_grad_norms(self) -> torch.Tensor:
         """Frobenius norm of each block's weight gradients (q,k,v, proj, fc1, fc2): (K, depth)."""
-        per_block = [
-            torch.stack([_gnorm(p[layer]) for p in (self.attn_w, self.proj_w, self.fc1_w,
-                                                    self.fc2_w)]).norm(dim=0)
-            for layer in range(self.cfg.depth)
-        ]
-        return torch.stack(per_block, dim=1)
+        squares = sum(_gnorms(p).square() for p in (self.attn_w, self.proj_w, self.fc1_w,
+                                                      self.fc2_w))
+        return torch.as_tensor(squares).sqrt().T
 
 
-def _gnorm(p: torch.Tensor) -> torch.Tensor:
-    """Per-variant Frobenius norm of a stacked parameter's gradient, in float64: (K,)."""
+def _gnorms(p: torch.Tensor) -> torch.Tensor:
+    """Per-(layer, variant) Frobenius norm of an (L, K, ...) parameter's gradient, summed in
+    float64 (the squares of a vanishing gradient underflow float32): (L, K)."""
     if p.grad is None:
-        return torch.zeros(p.shape[0], device=p.device, dtype=torch.float64)
-    return torch.linalg.vector_norm(p.grad.flatten(1), dim=1, dtype=torch.float64)
+        return torch.zeros(p.shape[:2], device=p.device, dtype=torch.float64)
+    return torch.linalg.vector_norm(p.grad.flatten(2), dim=2, dtype=torch.float64)
 
 
 # ----------------------------------------------------------------------------- data

@@ -138,8 +138,16 @@ class Preset:
             ],
             "params": [p.as_dict() for p in self.params],
             "defaults": self.defaults,
-            "fixed": dict(self.fixed),
+            "fixed": self.fixed_settings(),
         }
+
+    def fixed_settings(self) -> dict[str, ParamValue]:
+        """The settings this preset holds fixed (neither a parameter nor varied by a variant)."""
+        varied = {f for v in self.variants for f in ("activation", "init", "norm")
+                  if getattr(v, f) is not None}
+        if not any(v.residual for v in self.variants):
+            varied.add("branch_scale")
+        return {k: v for k, v in self.fixed if k not in varied}
 
 
 @dataclass(frozen=True)
@@ -254,7 +262,7 @@ def _make_presets() -> dict[str, Preset]:
     presets: list[Preset] = []
 
     params = _with(
-        _common(depth=32, width=64, steps=100, batch_size=64, lr=0.02),
+        _common(depth=32, width=64, steps=100, batch_size=32, lr=0.02),
         _spec("activation", "tanh"),
         _spec("init", "default"),
         _spec("norm", "none"),
@@ -340,9 +348,9 @@ def _make_presets() -> dict[str, Preset]:
         description=(
             "Transformer blocks (self-attention and MLP) with layer normalization after the "
             "residual addition (Post-LN, the original Transformer), inside the residual branch "
-            "(Pre-LN), or without a residual path. At initialization the Post-LN gradients "
-            "are largest in the blocks near the output, which is why it needs a learning-rate "
-            "warm-up; Pre-LN gradients are about the same in every block."
+            "(Pre-LN), or without a residual path. At initialization the Post-LN blocks near "
+            "the output get much larger gradients than Pre-LN's, which is why Post-LN needs a "
+            "learning-rate warm-up; Pre-LN gradients are about the same in every block."
         ),
         citation="Xiong et al., 2020",
         arch="transformer",
@@ -426,10 +434,10 @@ def estimate_seconds(preset: Preset, depth: int, width: int, batch_size: int, st
     k = len(preset.variants)
     if preset.arch == "mlp":
         rows = batch_size
-        per_layer = 100e-6 + 7e-9 * rows * width + 1e-10 * rows * width * width
+        per_layer = 70e-6 + 7e-9 * rows * width + 1e-10 * rows * width * width
     else:
         rows = batch_size * TRANSFORMER_TOKENS  # 12 W^2 multiply-adds per token and block
-        per_layer = 450e-6 + 5e-8 * rows * width + 1e-10 * rows * 12 * width * width
+        per_layer = 450e-6 + 2.5e-8 * rows * width + 1.8e-10 * rows * 12 * width * width
     return 0.1 + (steps + 1) * k * depth * per_layer
 
 

@@ -84,6 +84,7 @@ class DemoRunner:
         self._avg_run_s = 1.0  # moving average of run times, for Retry-After
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=max_running, thread_name_prefix="demo-run")
+        self._closed = threading.Event()  # set by shutdown(); warm-up stops at the next run
         self._torch_ready = False
         self._device: str | None = None
         self._device_error: str | None = None
@@ -133,6 +134,8 @@ class DemoRunner:
                 log.error("demo warm-up: %s", exc)
                 return
             for config in todo:
+                if self._closed.is_set():  # the app is shutting down: stop quietly
+                    return
                 if self._cache_get(config.cache_key()) is not None:
                     continue
                 try:
@@ -140,7 +143,7 @@ class DemoRunner:
                 except GateFull:
                     continue
                 try:
-                    self._pool.submit(self._work, config, None, threading.Event()).result()
+                    self._submit(config, None, threading.Event()).result()
                 except Exception as exc:  # a warm-up failure must not kill the thread
                     log.warning("demo warm-up run %s failed: %s", config.cache_key(), exc)
 
@@ -163,6 +166,7 @@ class DemoRunner:
 
     def shutdown(self) -> None:
         """Stop accepting work; queued runs are dropped, running ones finish."""
+        self._closed.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ gate and cache
@@ -174,6 +178,17 @@ class DemoRunner:
                 est = math.ceil(self._avg_run_s * waiting / self.max_running)
                 raise GateFull(max(1, min(est, math.ceil(self.time_budget_s))))
             self._queued += 1
+
+    def _submit(
+        self, config: DemoConfig, emit: Progress | None, cancel: threading.Event
+    ) -> Future[dict[str, Any]]:
+        """Hand an admitted run to the pool (which queues it until a slot frees)."""
+        try:
+            return self._pool.submit(self._work, config, emit, cancel)
+        except RuntimeError:  # the pool is shut down
+            with self._lock:
+                self._queued -= 1
+            raise
 
     def _cache_get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
@@ -267,13 +282,7 @@ class DemoRunner:
             def emit(event: dict[str, Any]) -> None:  # on the worker thread
                 loop.call_soon_threadsafe(events.put_nowait, event)
 
-        try:
-            cfut: Future[dict[str, Any]] = self._pool.submit(self._work, config, emit, cancel)
-        except RuntimeError:  # the pool is shut down
-            with self._lock:
-                self._queued -= 1
-            raise
-        fut = asyncio.wrap_future(cfut)
+        fut = asyncio.wrap_future(self._submit(config, emit, cancel))
         getter: asyncio.Future[dict[str, Any]] | None = None
         try:
             while True:
