@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.config import Settings
@@ -86,6 +86,20 @@ def _run_failure(exc: Exception) -> JSONResponse | None:
 QueryStr = Annotated[str | None, Query(max_length=100)]
 
 
+def demo_config(
+    request: Request,
+    preset: QueryStr = None, depth: QueryStr = None, width: QueryStr = None,
+    activation: QueryStr = None, init: QueryStr = None, norm: QueryStr = None,
+    steps: QueryStr = None, batch_size: QueryStr = None, lr: QueryStr = None,
+    seed: QueryStr = None, task: QueryStr = None, branch_scale: QueryStr = None,
+) -> DemoConfig | JSONResponse:
+    """The run's canonical config, or the 422 answer naming the bad parameter."""
+    return _config(request)
+
+
+ConfigDep = Annotated[DemoConfig | JSONResponse, Depends(demo_config)]
+
+
 @router.get("/presets", response_model=list[DemoPreset])
 def list_presets() -> list[dict[str, Any]]:
     """The presets: variants, parameters with defaults and bounds."""
@@ -93,15 +107,8 @@ def list_presets() -> list[dict[str, Any]]:
 
 
 @router.get("", response_model=DemoResult)
-async def run_demo(
-    request: Request,
-    preset: QueryStr = None, depth: QueryStr = None, width: QueryStr = None,
-    activation: QueryStr = None, init: QueryStr = None, norm: QueryStr = None,
-    steps: QueryStr = None, batch_size: QueryStr = None, lr: QueryStr = None,
-    seed: QueryStr = None, task: QueryStr = None, branch_scale: QueryStr = None,
-) -> Response:
+async def run_demo(request: Request, config: ConfigDep) -> Response:
     """Run one experiment (or answer it from the cache) and return every number."""
-    config = _config(request)
     if isinstance(config, JSONResponse):
         return config
     try:
@@ -128,15 +135,8 @@ def _event(name: str, data: Any) -> bytes:
     responses={200: {"content": {"text/event-stream": {}},
                      "description": "`progress` events, then one `result` (or `error`) event"}},
 )
-async def stream_demo(
-    request: Request,
-    preset: QueryStr = None, depth: QueryStr = None, width: QueryStr = None,
-    activation: QueryStr = None, init: QueryStr = None, norm: QueryStr = None,
-    steps: QueryStr = None, batch_size: QueryStr = None, lr: QueryStr = None,
-    seed: QueryStr = None, task: QueryStr = None, branch_scale: QueryStr = None,
-) -> Response:
+async def stream_demo(request: Request, config: ConfigDep) -> Response:
     """The same run as server-sent events: progress per recorded step, then the result."""
-    config = _config(request)
     if isinstance(config, JSONResponse):
         return config
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
