@@ -15,10 +15,12 @@ RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -e . \
 COPY templates ./templates
 COPY static ./static
 COPY data ./data
-# Build the database at image build time; the server only reads it.
+COPY docker/entrypoint.sh /usr/local/bin/glossary-entrypoint
+# With the default SQLite URL the database is built into the image; with PostgreSQL
+# (docker-compose.yml) the entry script loads it at start.
 RUN mkdir -p db && glossary load && chown -R glossary db
 USER glossary
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz').status != 200)"
-CMD ["glossary", "serve"]
+CMD ["glossary-entrypoint"]

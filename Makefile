@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint check load browser bench vendor clean
+.PHONY: run test test-sqlite test-postgres lint check load browser postgres bench vendor clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -29,6 +29,13 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
 	else echo "chromium missing: run 'sudo apt-get install chromium' to run the browser tests"; fi
 
+# PostgreSQL 15 server binaries for the PostgreSQL half of the tests (apt when root).
+postgres:
+	@if [ -x /usr/lib/postgresql/15/bin/initdb ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; \
+	else echo "PostgreSQL 15 missing: run 'sudo apt-get install postgresql-15'"; exit 1; fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check app tests benchmarks
@@ -37,8 +44,18 @@ lint: $(STAMP)
 check: $(STAMP)
 	$(BIN)/glossary check
 
-test: $(STAMP) browser lint check
+# Every test, on SQLite and then on a throwaway PostgreSQL 15 cluster started and stopped here.
+test: $(STAMP) browser lint check test-sqlite
+
+test-sqlite: $(STAMP)
 	$(BIN)/pytest
+
+test-postgres: $(STAMP)
+	@dir=$$(mktemp -d /tmp/glossary-pg.XXXXXX) && \
+	url=$$(scripts/pg-cluster.sh start "$$dir") && \
+	echo "PostgreSQL run: $$url" && \
+	{ GLOSSARY_TEST_POSTGRES_URL="$$url" $(BIN)/pytest; status=$$?; \
+	  scripts/pg-cluster.sh stop "$$dir"; exit $$status; }
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/demo.py

@@ -1,10 +1,12 @@
 """The `glossary` command: load, check, serve."""
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.config import Settings, get_settings
 
@@ -29,6 +31,13 @@ def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
     if database_url is not None:
         overrides["database_url"] = database_url
     return get_settings().model_copy(update=overrides)
+
+
+def _safe(database_url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(database_url).render_as_string(hide_password=True)
 
 
 def _validate(settings: Settings):  # type: ignore[no-untyped-def]
@@ -62,11 +71,18 @@ def load(data_dir: DataDirOption = None, database_url: DatabaseOption = None) ->
     settings = _settings(data_dir, database_url)
     corpus = _validate(settings)
     engine = make_engine(settings.database_url)
-    verify_pragmas(engine)
-    load_corpus(engine, corpus)
-    engine.dispose()
+    try:
+        verify_pragmas(engine)
+        load_corpus(engine, corpus)
+    except SQLAlchemyError as exc:
+        reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
+        typer.echo(f"cannot load into {_safe(settings.database_url)}: {reason}", err=True)
+        typer.echo("nothing was changed (the load is one transaction)", err=True)
+        raise typer.Exit(code=1) from None
+    finally:
+        engine.dispose()
     counts = ", ".join(f"{n} {what}" for what, n in summary_counts(corpus).items())
-    typer.echo(f"loaded {counts} into {settings.database_url}")
+    typer.echo(f"loaded {counts} into {_safe(settings.database_url)}")
 
 
 @app.command()
@@ -75,10 +91,27 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Default: GLOSSARY_PORT.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
-    """Run the web server (builds the database first when it is missing or stale)."""
+    """Run the web server; builds the database first when it is missing or stale."""
     import uvicorn
 
+    from app.content import ContentError, ensure_loaded
+    from app.db import make_engine, verify_pragmas
+
     settings = get_settings()
+    if settings.build_on_start:
+        # Load once here, not in each worker, then tell the workers not to.
+        engine = make_engine(settings.database_url)
+        try:
+            verify_pragmas(engine)
+            typer.echo(f"content: {ensure_loaded(engine, settings.data_dir)}")
+        except ContentError as exc:
+            from app.content import describe
+
+            typer.echo(describe(exc.problems), err=True)
+            raise typer.Exit(code=1) from None
+        finally:
+            engine.dispose()
+        os.environ["GLOSSARY_BUILD_ON_START"] = "false"
     uvicorn.run(
         "app.main:app",
         host=host or settings.host,
@@ -87,6 +120,34 @@ def serve(
         proxy_headers=True,
         log_level="info",
     )
+
+
+@app.command()
+def ping(
+    wait: Annotated[float, typer.Option(min=0, help="Keep trying for this many seconds.")] = 0,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Exit 0 when the database answers (for container start-up and health scripts)."""
+    import time
+
+    from app.db import make_engine, verify_pragmas
+
+    settings = _settings(None, database_url)
+    deadline = time.monotonic() + wait
+    while True:
+        engine = make_engine(settings.database_url)
+        try:
+            verify_pragmas(engine)
+            typer.echo(f"ok: {_safe(settings.database_url)} answers")
+            return
+        except SQLAlchemyError as exc:
+            if time.monotonic() >= deadline:
+                reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
+                typer.echo(f"{_safe(settings.database_url)} does not answer: {reason}", err=True)
+                raise typer.Exit(code=1) from None
+        finally:
+            engine.dispose()
+        time.sleep(0.5)
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

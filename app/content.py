@@ -14,7 +14,8 @@ from typing import Any
 from xml.etree import ElementTree
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Session, SQLModel, select
 
 from app import markdown, search
@@ -31,8 +32,10 @@ from app.models import (
 )
 from app.text import fold, index_letter, slugify
 
-# Bump when loading or rendering changes, so existing databases are rebuilt on start.
-LOADER_VERSION = "4"
+# Bump when loading or rendering changes, so existing databases are reloaded on start.
+LOADER_VERSION = "5"
+# Bump when a table changes shape: the next load rebuilds the tables.
+SCHEMA_VERSION = "1"
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # Inclusive word bounds per section (CONTENT.md).
 WORD_BOUNDS = {
@@ -479,14 +482,35 @@ def _term_rows(corpus: Corpus) -> Iterable[SQLModel]:
             yield ReadMore(term_slug=slug, title=link.title, url=link.url, position=position)
 
 
+def _content_tables() -> list[Any]:
+    """Content tables, children first (the order rows must be deleted in)."""
+    return [t for t in reversed(SQLModel.metadata.sorted_tables) if t.name != "democache"]
+
+
 def load_corpus(engine: Engine, corpus: Corpus) -> None:
-    """Replace the database content with the corpus in ONE transaction (schema included:
-    SQLite DDL is transactional, so readers see the old glossary or the new one)."""
+    """Replace the database content with the corpus in ONE transaction.
+
+    Rows are deleted and inserted rather than tables dropped, so on either backend readers
+    keep reading the old glossary (MVCC / WAL snapshots) until the commit, then see the new
+    one. Only a schema change rebuilds the tables, still inside the transaction.
+    """
     with Session(engine) as session:
         connection = session.connection()
-        SQLModel.metadata.drop_all(connection)
-        search.drop_index(connection)
-        SQLModel.metadata.create_all(connection)
+        if connection.dialect.name == "postgresql":
+            # one loader at a time (e.g. several replicas starting together)
+            connection.execute(text("SELECT pg_advisory_xact_lock(7171)"))
+        stored = None
+        if sa_inspect(connection).has_table("meta"):
+            stored = connection.execute(
+                text("SELECT value FROM meta WHERE key = 'schema'")
+            ).scalar()
+        search.drop_index(connection)  # the search tables are rebuilt on every load
+        if stored != SCHEMA_VERSION:
+            SQLModel.metadata.drop_all(connection)
+            SQLModel.metadata.create_all(connection)
+        else:
+            for table in _content_tables():
+                connection.execute(table.delete())
         for position, (slug, category) in enumerate(corpus.categories.items()):
             session.add(Category(slug=slug, position=position, **category.model_dump()))
         for slug, org in corpus.organizations.items():
@@ -498,6 +522,7 @@ def load_corpus(engine: Engine, corpus: Corpus) -> None:
         session.add_all(row for row in _term_rows(corpus) if not isinstance(row, Term))
         session.flush()
         search.build_index(connection, corpus_documents(corpus))
+        session.add(Meta(key="schema", value=SCHEMA_VERSION))
         session.add(Meta(key="fingerprint", value=corpus.fingerprint))
         session.add(Meta(key="loaded_at", value=datetime.now(UTC).isoformat()))
         session.commit()

@@ -1,7 +1,8 @@
 """Engine, connection pragmas, sessions and schema. SQLite-only SQL lives here and in
 search.py, behind functions, so another backend can be added in these two files."""
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,8 +28,14 @@ def sqlite_path(database_url: str) -> Path | None:
     return Path(url.database)
 
 
+def is_sqlite(database_url: str) -> bool:
+    return make_url(database_url).get_backend_name() == "sqlite"
+
+
 def make_engine(database_url: str, *, read_only: bool = False) -> Engine:
-    """An engine whose every connection has WAL, a busy timeout and foreign keys on."""
+    """An engine for the URL's backend; read_only makes any write fail loudly."""
+    if not is_sqlite(database_url):
+        return _postgres_engine(database_url, read_only=read_only)
     path = sqlite_path(database_url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +53,28 @@ def make_engine(database_url: str, *, read_only: bool = False) -> Engine:
             cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
+    # pysqlite would start transactions only before DML, leaving DDL outside them; take
+    # control so that a load (schema and rows) is one transaction.
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
     return engine
+
+
+def _postgres_engine(database_url: str, *, read_only: bool) -> Engine:
+    options = "-c default_transaction_read_only=on" if read_only else ""
+    return create_engine(
+        database_url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        connect_args={"options": options} if options else {},
+    )
 
 
 def connection_pragmas(engine: Engine) -> dict[str, Any]:
@@ -59,7 +87,12 @@ def connection_pragmas(engine: Engine) -> dict[str, Any]:
 
 
 def verify_pragmas(engine: Engine) -> None:
-    """Fail fast when SQLite silently ignored a pragma (e.g. WAL on a read-only medium)."""
+    """Fail fast when SQLite silently ignored a pragma (e.g. WAL on a read-only medium);
+    for PostgreSQL, that the server answers."""
+    if engine.dialect.name != "sqlite":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return
     pragmas = connection_pragmas(engine)
     if str(pragmas["journal_mode"]).lower() != "wal":
         raise DatabaseError(f"journal_mode is {pragmas['journal_mode']!r}, expected 'wal'")
@@ -74,15 +107,8 @@ def create_schema(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine)
 
 
-def content_version(database_url: str) -> tuple[int, ...]:
-    """Changes whenever the content is reloaded; cheap enough to call on every request.
-
-    For SQLite a load rewrites the main file or its WAL, so their sizes and mtimes are a
-    version stamp without a query.
-    """
-    path = sqlite_path(database_url)
-    if path is None:
-        return (0,)
+def sqlite_file_stamp(path: Path) -> tuple[int, ...]:
+    """Sizes and mtimes of a SQLite file and its WAL: a load rewrites one of them."""
     stamp: list[int] = []
     for candidate in (path, path.with_name(path.name + "-wal")):
         try:
@@ -92,6 +118,36 @@ def content_version(database_url: str) -> tuple[int, ...]:
         else:
             stamp += [info.st_mtime_ns, info.st_size]
     return tuple(stamp)
+
+
+class ContentVersion:
+    """Changes whenever the content is reloaded; cheap enough to call on every request.
+
+    SQLite: a stat of the file and its WAL, no query. Other backends: the stored load time,
+    read at most once per `ttl_s` (a reload shows within that delay).
+    """
+
+    def __init__(self, database_url: str, engine: Callable[[], Engine], ttl_s: float = 1.0):
+        self.path = sqlite_path(database_url)
+        self.engine = engine
+        self.ttl_s = ttl_s
+        self._value: object = None
+        self._checked = -ttl_s
+
+    def __call__(self) -> object:
+        if self.path is not None:
+            return sqlite_file_stamp(self.path)
+        now = time.monotonic()
+        if now - self._checked >= self.ttl_s:
+            self._checked = now
+            try:
+                with self.engine().connect() as conn:
+                    self._value = conn.execute(
+                        text("SELECT value FROM meta WHERE key = 'loaded_at'")
+                    ).scalar()
+            except Exception:  # unknown state: a fresh object never equals the cached one
+                self._value = object()
+        return self._value
 
 
 def get_session(request: Request) -> Iterator[Session]:

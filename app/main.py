@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(
         CachingMiddleware,
-        version=lambda: db.content_version(settings.database_url),
+        version=db.ContentVersion(settings.database_url, lambda: app.state.engine),
         enabled=settings.response_cache,
         max_age=settings.cache_max_age,
     )

@@ -81,3 +81,14 @@ class Meta(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     value: str
+
+
+class DemoCache(SQLModel, table=True):
+    """Demo results shared by every worker (PostgreSQL deployments). Not content: a reload
+    keeps it, since a result depends only on its config, torch version and device."""
+
+    config_key: str = Field(primary_key=True)
+    torch_version: str = Field(primary_key=True)
+    device: str = Field(primary_key=True)
+    result: str  # the result JSON, without `cached`
+    created_at: str

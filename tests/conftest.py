@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +18,29 @@ ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
 
 
+# Set (by `make test`) to a PostgreSQL admin URL to run the whole suite against PostgreSQL:
+# every test database is then a fresh PostgreSQL database instead of a SQLite file.
+POSTGRES_ADMIN_URL = os.environ.get("GLOSSARY_TEST_POSTGRES_URL")
+
+
+def fresh_database_url(tmp_path: Path) -> str:
+    """A new, empty database for one test: a SQLite file, or a PostgreSQL database."""
+    if not POSTGRES_ADMIN_URL:
+        return f"sqlite:///{tmp_path / 'glossary.db'}"
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
 def make_settings(tmp_path: Path, data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
-        "database_url": f"sqlite:///{tmp_path / 'glossary.db'}",
+        "database_url": fresh_database_url(tmp_path),
         "data_dir": data_dir,
         "demo_warmup": False,
         "demo_device": "cpu",
@@ -74,3 +95,13 @@ def output_dir() -> Path:
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under PostgreSQL, skip the tests that are about SQLite files themselves."""
+    if not POSTGRES_ADMIN_URL:
+        return
+    skip = pytest.mark.skip(reason="about SQLite files; this run is against PostgreSQL")
+    for item in items:
+        if "sqlite_only" in item.keywords:
+            item.add_marker(skip)

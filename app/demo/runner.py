@@ -42,6 +42,14 @@ DEVICES = ("auto", "cpu", "cuda")
 Progress = Callable[[dict[str, Any]], None]
 
 
+class SharedStore(Protocol):
+    """A cache shared by every worker (app.demo.store.ResultStore)."""
+
+    def get(self, config_key: str, torch_version: str, device: str) -> dict[str, Any] | None: ...
+
+    def put(self, config_key: str, result: dict[str, Any]) -> None: ...
+
+
 class Engine(Protocol):
     """engine.run_experiment's signature; tests inject fakes through DemoRunner(engine=...)."""
 
@@ -67,6 +75,7 @@ class DemoRunner:
         cache_size: int = 256,
         threads: int | None = None,
         engine: Engine | None = None,
+        store: SharedStore | None = None,
     ) -> None:
         if device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
@@ -77,6 +86,8 @@ class DemoRunner:
         self.time_budget_s, self.cache_size = time_budget_s, cache_size
         self.threads = threads  # torch CPU threads per run; None: engine.default_threads()
         self._engine = engine
+        self._store = store  # shared second-level cache (the database), or None
+        self._torch_version: str | None = None
         self._lock = threading.Lock()  # guards the counters and the cache
         self._init_lock = threading.Lock()  # one thread imports torch and picks the device
         self._running = 0
@@ -112,6 +123,7 @@ class DemoRunner:
                     self._device = "cpu"
                 else:
                     self._device = "cuda"
+                self._torch_version = torch.__version__
                 self._run_fn = self._engine or functools.partial(
                     engine.run_experiment, threads=self.threads
                 )
@@ -138,6 +150,12 @@ class DemoRunner:
                     return
                 if self._cache_get(config.cache_key()) is not None:
                     continue
+                if self._store is not None and self._device and self._torch_version:
+                    stored = self._store.get(config.cache_key(), self._torch_version,
+                                             self._device)
+                    if stored is not None:  # another worker computed it already
+                        self._cache_put(config.cache_key(), stored)
+                        continue
                 try:
                     self._admit()
                 except GateFull:
@@ -197,6 +215,16 @@ class DemoRunner:
                 self._cache.move_to_end(key)
             return hit
 
+    async def _shared_get(self, config: DemoConfig) -> dict[str, Any] | None:
+        """A result another worker stored, once this one knows its torch version and device."""
+        if self._store is None or self._device is None or self._torch_version is None:
+            return None
+        key = config.cache_key()
+        stored = await asyncio.to_thread(self._store.get, key, self._torch_version, self._device)
+        if stored is not None:
+            self._cache_put(key, stored)
+        return stored
+
     def _cache_put(self, key: str, result: dict[str, Any]) -> None:
         if self.cache_size == 0:
             return
@@ -252,6 +280,8 @@ class DemoRunner:
                     ) from exc
                 raise
             self._cache_put(config.cache_key(), result)
+            if self._store is not None:
+                self._store.put(config.cache_key(), result)
             return result
         finally:
             elapsed = time.monotonic() - start
@@ -271,6 +301,8 @@ class DemoRunner:
         Progress events are awaited on the caller's loop, in order. Raises GateFull,
         RunTimedOut, RunCancelled or DemoDeviceError."""
         hit = self._cache_get(config.cache_key())
+        if hit is None:
+            hit = await self._shared_get(config)
         if hit is not None:
             return copy.deepcopy(hit) | {"cached": True}
         self._admit()

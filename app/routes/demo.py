@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.config import Settings
+from app.db import is_sqlite, make_engine
 from app.demo.errors import DemoDeviceError, GateFull, RunCancelled, RunTimedOut
 from app.demo.presets import (
     PRESETS,
@@ -36,12 +37,19 @@ router = APIRouter(prefix="/api/demo", tags=["demo"], responses=ERRORS)
 def start_runner(app: FastAPI, settings: Settings) -> Any:
     """Create the app's runner and warm the presets' default results in the background."""
     from app.demo.runner import DemoRunner
+    from app.demo.store import ResultStore
 
+    # With PostgreSQL every worker shares results through the database; SQLite stays
+    # read-only to the web process, so there the cache is per process.
+    store = None
+    if not is_sqlite(settings.database_url):
+        store = ResultStore(make_engine(settings.database_url))
     runner = DemoRunner(
         device=settings.demo_device,
         max_running=settings.demo_max_running,
         max_queued=settings.demo_max_queued,
         time_budget_s=settings.demo_time_budget_s,
+        store=store,
     )
     app.state.demo_runner = runner
     if settings.demo_warmup:

@@ -1,15 +1,17 @@
 """Content validation and loading: every error kind, all reported at once, and a failed
 load leaves the database exactly as it was."""
 
-import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select, text
+from sqlmodel import SQLModel
 from typer.testing import CliRunner
 
 from app.cli import app as cli
 from app.content import ContentError, read_corpus
 from app.db import connection_pragmas, make_engine, verify_pragmas
+from tests.conftest import fresh_database_url
 from tests.factories import default_terms, term, to_toml, words, write_corpus
 
 runner = CliRunner()
@@ -143,23 +145,33 @@ def test_all_problems_are_reported_at_once(data_dir: Path) -> None:
         "data/terms/resnet.toml", "data/terms/vanishing-gradient.toml", "data/terms/bad-toml.toml"}
 
 
-def _table_counts(db: Path) -> dict[str, int]:
-    with sqlite3.connect(db) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'term_fts%'")]
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}  # noqa: S608
+def _table_counts(url: str) -> dict[str, int]:
+    """Rows per content table, through SQLAlchemy so it works on either backend."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        counts = {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                  for t in SQLModel.metadata.sorted_tables}
+    engine.dispose()
+    return counts
+
+
+def _meta(url: str, key: str) -> str | None:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        value = conn.execute(text("SELECT value FROM meta WHERE key = :k"), {"k": key}).scalar()
+    engine.dispose()
+    return value
 
 
 def test_cli_load_check_and_atomic_failure(tmp_path: Path, data_dir: Path) -> None:
-    db = tmp_path / "g.db"
-    url = f"sqlite:///{db}"
+    url = fresh_database_url(tmp_path)
     result = runner.invoke(cli, ["load", "--data-dir", str(data_dir), "--database-url", url])
     assert result.exit_code == 0, result.output
     assert "loaded 4 terms" in result.output
-    before = _table_counts(db)
+    before = _table_counts(url)
     assert before["term"] == 4 and before["synonym"] == 4
-    with sqlite3.connect(db) as conn:
-        fingerprint = conn.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
+    fingerprint = _meta(url, "fingerprint")
+    assert fingerprint
 
     edit(data_dir, "resnet", related=["nope", "residual-connection", "vanishing-gradient"])
     (data_dir / "terms" / "new-term.toml").write_text(to_toml(term("New Term", ["resnet"])))
@@ -167,17 +179,15 @@ def test_cli_load_check_and_atomic_failure(tmp_path: Path, data_dir: Path) -> No
     assert result.exit_code == 1
     assert "terms/resnet.toml: related[0]: unknown term 'nope'" in result.output
     assert "terms/new-term.toml: related: has 1 terms; allowed 3-8" in result.output
-    assert _table_counts(db) == before
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone() == (
-            fingerprint)
+    assert _table_counts(url) == before
+    assert _meta(url, "fingerprint") == fingerprint
 
     check = runner.invoke(cli, ["check", "--data-dir", str(data_dir)])
     assert check.exit_code == 1 and "unknown term 'nope'" in check.output
 
 
 def test_reload_replaces_content(tmp_path: Path, data_dir: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'g.db'}"
+    url = fresh_database_url(tmp_path)
     assert runner.invoke(cli, ["load", "--data-dir", str(data_dir), "--database-url", url]
                          ).exit_code == 0
     terms = default_terms()
@@ -185,8 +195,10 @@ def test_reload_replaces_content(tmp_path: Path, data_dir: Path) -> None:
     write_corpus(data_dir, terms)
     assert runner.invoke(cli, ["load", "--data-dir", str(data_dir), "--database-url", url]
                          ).exit_code == 0
-    with sqlite3.connect(tmp_path / "g.db") as conn:
-        titles = {r[0] for r in conn.execute("SELECT title FROM term")}
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        titles = set(conn.execute(text("SELECT title FROM term")).scalars())
+    engine.dispose()
     assert "Residual Network" in titles and "ResNet" not in titles and len(titles) == 4
 
 
@@ -196,6 +208,7 @@ def test_check_writes_nothing(tmp_path: Path, data_dir: Path) -> None:
     assert not list(tmp_path.glob("*.db"))
 
 
+@pytest.mark.sqlite_only
 def test_pragmas_take_effect(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}", read_only=True)
     verify_pragmas(engine)

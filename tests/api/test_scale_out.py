@@ -1,0 +1,86 @@
+"""Scale-out: the container entry script (run outside Docker, with two workers), and the
+demo cache shared through PostgreSQL."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from tests.conftest import POSTGRES_ADMIN_URL, ROOT, fresh_database_url, make_settings
+from tests.live import free_port
+
+SMALL = {"preset": "residual-vs-plain", "depth": "4", "width": "8", "steps": "3",
+         "batch_size": "8"}
+
+
+def test_entrypoint_loads_and_serves_with_two_workers(tmp_path: Path, data_dir: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+        "GLOSSARY_DATABASE_URL": fresh_database_url(tmp_path),
+        "GLOSSARY_DATA_DIR": str(data_dir),
+        "GLOSSARY_HOST": "127.0.0.1",
+        "GLOSSARY_PORT": str(port),
+        "GLOSSARY_WORKERS": "2",
+        "GLOSSARY_DEMO_WARMUP": "false",
+        "GLOSSARY_DB_WAIT_S": "5",
+    }
+    log = tmp_path / "entrypoint.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen([str(ROOT / "docker" / "entrypoint.sh")], env=env,
+                                   cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert health is not None and health.status_code == 200, log.read_text()
+        assert health.json()["terms"] == 4
+        for _ in range(20):  # new connections, spread over both workers
+            page = httpx.get(f"http://127.0.0.1:{port}/terms/resnet", timeout=5)
+            assert page.status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/api/terms", timeout=5).json()["total"] == 4
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    assert "content:" not in log.read_text()  # loaded once by the script, not by `serve`
+    assert "Started parent process" in log.read_text()  # uvicorn's multi-worker supervisor
+
+
+def test_entrypoint_names_an_unreachable_database(tmp_path: Path, data_dir: Path) -> None:
+    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+           "GLOSSARY_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:9/none",
+           "GLOSSARY_DATA_DIR": str(data_dir), "GLOSSARY_DB_WAIT_S": "0"}
+    done = subprocess.run([str(ROOT / "docker" / "entrypoint.sh")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "postgresql+psycopg://nobody@127.0.0.1:9/none does not answer" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not POSTGRES_ADMIN_URL, reason="the shared demo cache is PostgreSQL's")
+def test_demo_result_computed_by_one_worker_is_served_by_another(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    settings = make_settings(tmp_path, data_dir)
+    first, second = create_app(settings), create_app(settings.model_copy())
+    with TestClient(first) as one, TestClient(second) as two:
+        # the second worker learns its torch version and device from a run of its own
+        assert two.get("/api/demo", params={**SMALL, "seed": "1"}).status_code == 200
+        computed = one.get("/api/demo", params=SMALL).json()
+        assert computed["cached"] is False
+        shared = two.get("/api/demo", params=SMALL).json()
+    assert shared["cached"] is True
+    assert shared["variants"] == computed["variants"]
