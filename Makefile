@@ -59,6 +59,7 @@ test-postgres: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/demo.py
+	$(BIN)/python benchmarks/search.py
 	bash benchmarks/http.sh
 
 vendor:

@@ -59,7 +59,8 @@ class CachingMiddleware:
             return
         path: str = scope["path"]
         if path.startswith("/static/"):
-            await self.app(scope, receive, self._static_headers(send))
+            versioned = b"v=" in scope.get("query_string", b"")
+            await self.app(scope, receive, self._static_headers(send, versioned))
             return
         headers = Headers(scope=scope)
         storable = self.enabled and not path.startswith(UNCACHED_PREFIXES)
@@ -133,12 +134,15 @@ class CachingMiddleware:
         await send({"type": "http.response.start", "status": stored.status, "headers": headers})
         await send({"type": "http.response.body", "body": stored.body})
 
-    def _static_headers(self, send: Send) -> Send:
+    def _static_headers(self, send: Send, versioned: bool) -> Send:
+        # static_url() puts a content hash in ?v=, so such a URL names one version for ever.
+        value = b"public, max-age=31536000, immutable" if versioned else b"public, max-age=3600"
+
         async def add_cache_control(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [
                     *message.get("headers", []),
-                    (b"cache-control", b"public, max-age=3600"),
+                    (b"cache-control", value),
                 ]
             await send(message)
 

@@ -1,4 +1,4 @@
-"""The `glossary` command: load, check, serve."""
+"""The `glossary` command: load, check, backup, serve."""
 
 import os
 import sys
@@ -83,6 +83,27 @@ def load(data_dir: DataDirOption = None, database_url: DatabaseOption = None) ->
         engine.dispose()
     counts = ", ".join(f"{n} {what}" for what, n in summary_counts(corpus).items())
     typer.echo(f"loaded {counts} into {_safe(settings.database_url)}")
+
+
+@app.command()
+def backup(
+    path: Annotated[Path, typer.Argument(help="File to write the copy to (replaced if present).")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Copy the live SQLite database to PATH (online backup API), then check the copy."""
+    from app.db import DatabaseError, backup_sqlite, sqlite_path
+
+    settings = _settings(None, database_url)
+    try:
+        counts = backup_sqlite(settings.database_url, path)
+    except DatabaseError as exc:
+        typer.echo(f"backup failed: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    rows = sum(counts.values())
+    typer.echo(
+        f"backed up {sqlite_path(settings.database_url)} to {path}: integrity_check ok, "
+        f"{len(counts)} tables, {rows} rows ({counts.get('term', 0)} terms)"
+    )
 
 
 @app.command()

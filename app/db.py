@@ -1,8 +1,11 @@
 """Engine, connection pragmas, sessions and schema. SQLite-only SQL lives here and in
 search.py, behind functions, so another backend can be added in these two files."""
 
+import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -148,6 +151,62 @@ class ContentVersion:
             except Exception:  # unknown state: a fresh object never equals the cached one
                 self._value = object()
         return self._value
+
+
+def table_counts(connection: sqlite3.Connection) -> dict[str, int]:
+    """Rows in every table of a SQLite database (search index tables included)."""
+    names = [
+        row[0]
+        for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name"
+        )
+    ]
+    return {
+        name: int(connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0])  # noqa: S608
+        for name in names
+    }
+
+
+def backup_sqlite(database_url: str, target: Path) -> dict[str, int]:
+    """Copy a live SQLite database to `target` with SQLite's online backup API.
+
+    The copy is taken in one step, so it is one consistent snapshot even while the server
+    reads and a loader writes (WAL: neither blocks the other). It is written next to
+    `target` under a temporary name, checked with PRAGMA integrity_check, switched to a
+    rollback journal (one self-contained file) and only then renamed to `target`: a failed
+    backup leaves no partial file behind. Returns the copy's row count per table; raises
+    DatabaseError with a message naming the path that failed.
+    """
+    source = sqlite_path(database_url)
+    if source is None:
+        raise DatabaseError(f"backup needs a SQLite database file, not {database_url}")
+    if not source.is_file():
+        raise DatabaseError(f"no database at {source}")
+    if target.is_dir():
+        raise DatabaseError(f"{target} is a directory; give the path of the file to write")
+    if target.exists() and target.resolve() == source.resolve():
+        raise DatabaseError(f"{target} is the database itself")
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    try:
+        with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(partial)) as dst:
+            src.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            src.execute("PRAGMA query_only=ON")
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode=DELETE")
+            problems = [row[0] for row in dst.execute("PRAGMA integrity_check")]
+            if problems != ["ok"]:
+                raise DatabaseError(f"the copy of {source} fails integrity_check: {problems[:3]}")
+            counts = table_counts(dst)
+        os.replace(partial, target)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot back up {source} to {target}: {exc}") from exc
+    except OSError as exc:
+        raise DatabaseError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    finally:
+        for leftover in (partial, partial.with_name(partial.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+    return counts
 
 
 def get_session(request: Request) -> Iterator[Session]:

@@ -336,6 +336,7 @@ def build_search(
     return SearchView(
         query=query,
         total=results.total,
+        total_exact=results.total_exact,
         limit=limit,
         offset=offset,
         category=category,

@@ -144,6 +144,9 @@ class SearchHit(BaseModel):
 class SearchView(BaseModel):
     query: str
     total: int
+    total_exact: bool = Field(
+        description="False when more entries match than are counted (total is then 10,000)"
+    )
     limit: int
     offset: int
     category: str | None

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
@@ -21,8 +22,15 @@ def free_port() -> int:
 @contextmanager
 def running_server(settings: Settings) -> Iterator[str]:
     """Serve create_app(settings) on 127.0.0.1 and yield its base URL."""
+    with serving(create_app(settings)) as url:
+        yield url
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """Serve an app (already built, perhaps adjusted by the test) on 127.0.0.1."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+    config = uvicorn.Config(app, host="127.0.0.1", port=port,
                             log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

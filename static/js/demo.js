@@ -97,8 +97,11 @@
       chartBox("loss", "Training loss by step"));
     const meta = el("p", { class: "demo__meta" });
     const table = el("details", { class: "demo__table" }, el("summary", { text: "Numbers as a table" }),
-      el("div", { class: "table-scroll" }));
+      el("div", { class: "table-scroll", tabindex: 0, role: "region", "aria-label": "Gradient norms per layer" }));
 
+    // A keyboard user may already be inside the panel (on its JSON link) when it is rebuilt:
+    // keep their place by moving focus to the first control instead of losing it.
+    const hadFocus = panel.contains(document.activeElement);
     panel.replaceChildren(
       el("h2", { id: "demo-heading", text: `Live experiment: ${preset.title}` }),
       el("p", { id: "demo-intro", class: "demo__intro", text: `${preset.description} (${preset.citation})` }),
@@ -117,6 +120,7 @@
     form.addEventListener("change", (event) => { if (event.target !== metric) updateLinks(); });
     Object.assign(state, { form, run, status, summary, meta, table, link, json, csv });
     updateLinks();
+    if (hadFocus) controls.querySelector("input, select").focus();
   }
 
   function chartBox(key, title) {
@@ -300,12 +304,34 @@
     if (state.result) draw(state.result);
   });
 
-  fetch(panel.dataset.presets, { headers: { Accept: "application/json" } })
-    .then((response) => response.json())
-    .then((presets) => {
-      const preset = presets.find((p) => p.name === panel.dataset.preset) || presets[0];
-      build(preset);
-      fetchResult(paramsFromControls());
-    })
-    .catch(() => { /* keep the no-script text and its JSON link */ });
+  // Nothing is fetched until the panel is about to scroll into view: a reader who never gets
+  // that far downloads neither Chart.js (200 KB) nor the result, and the page's largest paint
+  // (its summary) does not wait behind them on a slow connection.
+  function loadChart() {
+    if (window.Chart || !panel.dataset.chartjs) return;
+    const script = el("script", { src: panel.dataset.chartjs });
+    script.addEventListener("load", () => { if (state.result) draw(state.result); });
+    document.head.append(script);
+  }
+
+  function start() {
+    loadChart();
+    fetch(panel.dataset.presets, { headers: { Accept: "application/json" } })
+      .then((response) => response.json())
+      .then((presets) => {
+        const preset = presets.find((p) => p.name === panel.dataset.preset) || presets[0];
+        build(preset);
+        fetchResult(paramsFromControls());
+      })
+      .catch(() => { /* keep the no-script text and its JSON link */ });
+  }
+
+  if (window.IntersectionObserver) {
+    const observer = new IntersectionObserver((entries) => {
+      if (entries.some((entry) => entry.isIntersecting)) { observer.disconnect(); start(); }
+    }, { rootMargin: "400px 0px" });
+    observer.observe(panel);
+  } else {
+    start();
+  }
 })();

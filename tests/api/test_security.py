@@ -3,15 +3,20 @@
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
 from bs4 import BeautifulSoup
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlmodel import text
 
 from app.db import SessionDep
 from app.main import create_app
+from app.routes.demo import PARAMS as DEMO_PARAMS
 from tests.conftest import make_settings
 from tests.factories import default_terms, write_corpus
 
@@ -30,22 +35,77 @@ def assert_security_headers(headers: dict[str, str] | object, hsts: bool = False
     assert ("strict-transport-security" in headers) == hsts  # type: ignore[operator]
 
 
+SMALL_RUN = {"preset": "residual-vs-plain", "depth": "4", "width": "16", "steps": "3",
+             "batch_size": "16"}
+# Content types that must name their charset (text, script, SVG and XML are all text).
+TEXT_TYPES = ("text/", "application/javascript", "image/svg+xml", "application/xml",
+              "application/opensearchdescription+xml")
+
+
+def every_kind_of_response(client: TestClient) -> dict[str, httpx.Response]:
+    """One response of each kind the app gives: pages, API, static, errors, redirects, 304,
+    the event stream, the docs."""
+    etag = client.get("/api/terms/resnet").headers["etag"]
+    with client.stream("GET", "/api/demo/stream", params=SMALL_RUN) as stream:
+        stream.read()
+    return {
+        "page": client.get("/terms/resnet"),
+        "home": client.get("/"),
+        "search page": client.get("/search", params={"q": "residual"}),
+        "api": client.get("/api/terms"),
+        "api search": client.get("/api/search", params={"q": "residual"}),
+        "api suggest": client.get("/api/suggest", params={"q": "res"}),
+        "demo json": client.get("/api/demo", params=SMALL_RUN),
+        "event stream": stream,
+        "static css": client.get("/static/css/site.css"),
+        "static js": client.get("/static/js/demo.js"),
+        "static svg": client.get("/static/favicon.svg"),
+        "illustration": client.get("/illustrations/residual-connection.svg"),
+        "opensearch": client.get("/opensearch.xml"),
+        "docs": client.get("/docs"),
+        "openapi": client.get("/openapi.json"),
+        "healthz": client.get("/healthz"),
+        "head": client.head("/terms/resnet"),
+        "304": client.get("/api/terms/resnet", headers={"if-none-match": etag}),
+        "301 page": client.get("/terms/skip-connection"),
+        "301 api": client.get("/api/terms/skip-connection"),
+        "404 page": client.get("/nowhere"),
+        "404 api": client.get("/api/nowhere"),
+        "404 static": client.get("/static/nowhere.css"),
+        "405 api": client.delete("/api/terms"),
+        "413 api": client.post("/api/terms", content=b"x" * 70_000),
+        "413 page": client.post("/terms", content=b"x" * 70_000),
+        "422 api": client.get("/api/terms", params={"limit": "many"}),
+        "422 demo": client.get("/api/demo", params={"depth": "999"}),
+    }
+
+
 def test_headers_on_every_kind_of_response(client: TestClient) -> None:
-    for url in ("/", "/terms/resnet", "/api/terms", "/static/css/site.css", "/nowhere",
-                "/api/nowhere", "/healthz", "/docs", "/openapi.json"):
-        response = client.get(url)
+    responses = every_kind_of_response(client)
+    expected = {"page": 200, "event stream": 200, "304": 304, "301 page": 301, "404 page": 404,
+                "404 static": 404, "405 api": 405, "413 api": 413, "413 page": 413,
+                "422 api": 422, "422 demo": 422, "static js": 200, "illustration": 200}
+    for kind, response in responses.items():
+        assert response.status_code == expected.get(kind, response.status_code), kind
+        assert response.status_code < 500, (kind, response.text[:300])
         assert_security_headers(response.headers)
-        content_type = response.headers["content-type"]
-        if content_type.startswith("text/"):
-            assert "charset=utf-8" in content_type, url
+        content_type = response.headers.get("content-type", "")
+        if content_type.startswith(TEXT_TYPES):
+            assert "charset=utf-8" in content_type, (kind, content_type)
+    stream = responses["event stream"]
+    assert stream.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert stream.headers["cache-control"] == "no-store"
+    assert "event: result" in stream.text
 
 
-def test_hsts_when_configured(tmp_path: Path, data_dir: Path) -> None:
-    app = create_app(make_settings(tmp_path, data_dir, hsts_max_age=31536000))
-    with TestClient(app) as client:
-        response = client.get("/")
-    assert_security_headers(response.headers, hsts=True)
-    assert response.headers["strict-transport-security"].startswith("max-age=31536000")
+def test_hsts_on_every_kind_of_response_when_configured(real_db: Path) -> None:
+    app = create_app(make_settings(real_db, real_db / "data", hsts_max_age=31536000))
+    with TestClient(app, follow_redirects=False) as client:
+        responses = every_kind_of_response(client)
+    for kind, response in responses.items():
+        assert_security_headers(response.headers, hsts=True)
+        assert response.headers["strict-transport-security"] == (
+            "max-age=31536000; includeSubDomains"), kind
 
 
 def test_body_limit(client: TestClient) -> None:
@@ -92,6 +152,29 @@ def test_no_traceback_or_sql_reaches_the_client(failing_app: FastAPI) -> None:
         assert_security_headers(response.headers)
 
 
+# Category and organization files are data too: hostile names, descriptions and URLs.
+EVIL_CATEGORIES = """
+[model-architecture]
+title = '<script>alert("c1")</script>'
+description = '"><img src=x onerror=alert("c2")> and <b>bold</b> & more'
+
+[training-optimization]
+title = "Training and optimization"
+description = "How networks learn."
+"""
+EVIL_ORGANIZATIONS = """
+[microsoft-research]
+name = '</a><script>alert("o1")</script>'
+url = 'https://example.org/"><script>alert("o2")</script>'
+description = "<img src=x onerror=alert('o3')>"
+
+[anthropic]
+name = "Anthropic"
+url = "https://www.anthropic.com/"
+description = "Builds the Claude models."
+"""
+
+
 @pytest.fixture
 def evil_client(tmp_path: Path) -> Iterator[TestClient]:
     terms = default_terms()
@@ -107,7 +190,8 @@ def evil_client(tmp_path: Path) -> Iterator[TestClient]:
                            "url": "https://example.org/?q=\"><script>"}]
     entry["illustration"] = {"file": "pic.svg", "alt": "Alt \"><script>alert(7)</script>",
                              "caption": "<img src=x onerror=alert(8)>"}
-    data = write_corpus(tmp_path / "data", terms)
+    data = write_corpus(tmp_path / "data", terms, categories=EVIL_CATEGORIES,
+                        organizations=EVIL_ORGANIZATIONS)
     (data / "illustrations" / "pic.svg").write_text(
         '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><title>t</title></svg>')
     app = create_app(make_settings(tmp_path, data, featured_term="residual-connection"))
@@ -131,8 +215,10 @@ def assert_no_active_markup(html: str) -> None:
 
 def test_hostile_content_renders_escaped_everywhere(evil_client: TestClient) -> None:
     slug = "residual-connection"
-    for url in ("/", f"/terms/{slug}", "/terms", "/categories/model-architecture",
-                "/organizations/anthropic", "/search?q=residual", "/search?q=skip+connection",
+    for url in ("/", f"/terms/{slug}", "/terms", "/terms?category=model-architecture",
+                "/categories", "/categories/model-architecture", "/organizations",
+                "/organizations/anthropic", "/organizations/microsoft-research",
+                "/search?q=residual", "/search?q=skip+connection", "/search?q=script",
                 "/terms/does-not-exist", "/resnet"):
         response = evil_client.get(url)
         assert response.status_code in (200, 404), url
@@ -140,6 +226,13 @@ def test_hostile_content_renders_escaped_everywhere(evil_client: TestClient) -> 
     page = evil_client.get(f"/terms/{slug}").text
     assert EVIL_TITLE not in page
     assert "&lt;script&gt;alert(&#39;t&#39;)&lt;/script&gt;" in page
+    # shown as text: what the files say, character for character, and no element made of it
+    for url, shown in (("/categories", '<script>alert("c1")</script>'),
+                       ("/categories/model-architecture", '<b>bold</b> & more'),
+                       ("/organizations", '</a><script>alert("o1")</script>'),
+                       ("/organizations/microsoft-research", "<img src=x onerror=alert('o3')>")):
+        text_shown = BeautifulSoup(evil_client.get(url).text, "html.parser").get_text()
+        assert shown in text_shown, url
     api = evil_client.get(f"/api/terms/{slug}").json()
     assert api["title"] == EVIL_TITLE  # JSON carries the text as text
 
@@ -148,3 +241,143 @@ def test_hostile_search_query_is_escaped(client: TestClient) -> None:
     response = client.get("/search", params={"q": '"><script>alert(1)</script>'})
     assert response.status_code == 200
     assert_no_active_markup(response.text)
+
+
+# ---------------------------------------------------------------- 404, 405, 413 formats
+
+HTML_404 = ("/nowhere", "/terms/no-such-term", "/categories/no-such-category",
+            "/organizations/no-such-org", "/illustrations/no-such.svg", "/terms/a/b",
+            "/static/no-such.css", "/static/../pyproject.toml", "/api-not-really")
+API_404 = ("/api", "/api/nowhere", "/api/terms/no-such-term", "/api/categories/nope",
+           "/api/organizations/nope", "/api/terms/a/b", "/api/demo/nope", "/api/search/deeper")
+
+
+def assert_error_page(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text[:300]
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    page = BeautifulSoup(response.text, "html.parser")
+    heading = "Page not found" if status == 404 else "Something went wrong"
+    assert page.h1 is not None and page.h1.get_text() == heading
+    assert page.find("a", href="/terms") and page.find("form", action="/search")
+
+
+def assert_error_json(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text[:300]
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"status", "message", "details"} and body["status"] == status
+    assert body["message"]
+
+
+def test_unknown_routes_404_as_a_page_or_as_json(client: TestClient) -> None:
+    for url in HTML_404:
+        assert_error_page(client.get(url), 404)
+    for url in API_404:
+        assert_error_json(client.get(url), 404)
+    assert_error_page(client.post("/terms/resnet"), 405)
+    assert_error_json(client.post("/api/terms/resnet"), 405)
+    assert_error_json(client.put("/api/demo"), 405)
+
+
+def test_bodies_over_the_limit_get_413_in_the_right_format(client: TestClient) -> None:
+    big = b"x" * (64 * 1024 + 1)
+    for url in ("/", "/terms/resnet", "/search", "/nowhere"):
+        assert_error_page(client.post(url, content=big), 413)
+    for url in ("/api/terms", "/api/demo", "/api/demo/stream", "/api/nowhere"):
+        assert_error_json(client.post(url, content=big), 413)
+    # at the limit it is the route that answers (405: these routes take no body)
+    assert client.post("/api/terms", content=b"x" * (64 * 1024)).status_code == 405
+
+
+# ---------------------------------------------------------------- injection through inputs
+
+PAYLOADS = (
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(2)>',
+    "'><svg onload=alert(3)>",
+    "javascript:alert(4)",
+    "</title><script>alert(5)</script>",
+    "{{ 7*7 }}{% raw %}",
+    "%3Cscript%3Ealert(6)%3C%2Fscript%3E",
+)
+
+
+def assert_not_reflected(response: httpx.Response, payload: str) -> None:
+    """The payload never reaches a page as markup; JSON carries it only as JSON text."""
+    content_type = response.headers.get("content-type", "")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    if content_type.startswith("text/html"):
+        assert_no_active_markup(response.text)
+        if "<" in payload or ">" in payload:
+            assert payload not in response.text
+    else:  # JSON (application/json, or the OpenSearch suggestions' +json), never HTML
+        assert content_type.split(";")[0].endswith("json"), content_type
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_path_segments_never_reach_a_page_unescaped(client: TestClient, payload: str) -> None:
+    segment = quote(payload, safe="")
+    for template in ("/terms/{}", "/categories/{}", "/organizations/{}", "/illustrations/{}",
+                     "/{}", "/terms/{}/more", "/api/terms/{}", "/api/categories/{}",
+                     "/api/organizations/{}", "/api/{}"):
+        response = client.get(template.format(segment))
+        assert response.status_code in (301, 404), (template, response.status_code)
+        assert_not_reflected(response, payload)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_demo_parameters_never_reach_a_page_unescaped(client: TestClient, payload: str) -> None:
+    for name in ("preset", *DEMO_PARAMS, "unknown"):
+        for route in ("/api/demo", "/api/demo/stream"):
+            response = client.get(route, params={name: payload})
+            assert response.status_code == 422, (route, name, response.text[:200])
+            assert_not_reflected(response, payload)
+        # the permalink of a term's demo carries the parameters in the page's own URL
+        page = client.get("/terms/residual-connection", params={name: payload})
+        assert page.status_code == 200
+        assert_not_reflected(page, payload)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_query_parameters_never_reach_a_page_unescaped(client: TestClient, payload: str) -> None:
+    for url, params in (
+        ("/search", {"q": payload}),
+        ("/search", {"q": "residual", "category": payload}),
+        ("/search", {"q": payload, "go": "1"}),
+        ("/terms", {"category": payload}),
+        ("/api/search", {"q": payload, "category": payload}),
+        ("/api/suggest", {"q": payload}),
+        ("/api/terms", {"category": payload}),
+    ):
+        response = client.get(url, params=params)
+        assert response.status_code in (200, 404, 422), (url, response.text[:200])
+        assert_not_reflected(response, payload)
+
+
+# Any text at all, with the characters that matter to HTML made likely.
+HOSTILE_TEXT = st.text(
+    alphabet=st.one_of(st.sampled_from('<>"\'&=/ ;:`'), st.characters(codec="utf-8")),
+    max_size=40,
+)
+MARKER = "<x-injected x-injected=1 onclick=1>"
+
+
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=HOSTILE_TEXT, after=HOSTILE_TEXT)
+def test_no_input_can_add_an_element_or_attribute(
+    client: TestClient, before: str, after: str
+) -> None:
+    """Whatever surrounds it, a tag typed into the search box or a URL stays text."""
+    payload = before + MARKER + after
+    for response in (
+        client.get("/search", params={"q": payload}),
+        client.get("/terms", params={"category": payload}),
+        client.get("/terms/" + quote(payload, safe="")),
+    ):
+        if not response.headers.get("content-type", "").startswith("text/html"):
+            continue
+        page = BeautifulSoup(response.text, "html.parser")
+        assert page.find("x-injected") is None, response.text
+        for element in page.find_all(True):
+            assert "x-injected" not in element.attrs and "onclick" not in element.attrs

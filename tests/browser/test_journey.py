@@ -1,53 +1,52 @@
-"""Real Chromium (Debian's, driven by Playwright): home -> term -> related term, and the
-live demo: Run, charts drawn, table filled, depth changed. Screenshots go to test-output/."""
+"""Real Chromium (Debian's, driven by Playwright) through what people do, on a desktop in light
+mode and on a phone in dark mode: search with the header's autocomplete -> the entry -> run
+its demo -> charts drawn -> a related term -> back; the A-Z index, its letter strip and
+category filter, a category page; a 404 and the way out of it; the demo's controls, table and
+permalink. Screenshots of every step go to test-output/ (CI keeps them as artifacts).
 
-import os
+Uses the session fixtures of tests/browser/conftest.py: `live_server` (real uvicorn, real
+corpus) and `chromium_browser`."""
+
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import ROOT, in_ci, make_settings
-from tests.live import running_server
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
 pytestmark = pytest.mark.browser
 
-
-@pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not os.path.exists(CHROMIUM):
-        message = "Chromium is missing: install it with 'apt-get install chromium'"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    root = tmp_path_factory.mktemp("journey")
-    data = root / "data"
-    shutil.copytree(ROOT / "data", data, ignore=shutil.ignore_patterns("*.db*"))
-    with running_server(make_settings(root, data, demo_warmup=True)) as url:
-        yield url
+# (color scheme, viewport): a desktop in light mode, a phone in dark mode
+SCREENS = [("light", {"width": 1280, "height": 900}), ("dark", {"width": 390, "height": 844})]
+IDS = ["light-desktop", "dark-phone"]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
+@pytest.fixture(params=SCREENS, ids=IDS)
+def screen(request: pytest.FixtureRequest, chromium_browser: Any, live_server: str
+           ) -> Iterator[tuple[str, Any]]:
+    """(name, page) in a fresh context with the screen's size and color scheme."""
+    scheme, viewport = request.param
+    context = chromium_browser.new_context(
+        base_url=live_server, viewport=viewport, color_scheme=scheme,
+        is_mobile=viewport["width"] < 500, has_touch=viewport["width"] < 500)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield f"{scheme}-{viewport['width']}", page
+    context.close()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+
+def watch_errors(page: Any) -> list[str]:
+    """Script errors and CSP violations (a blocked inline script or style shows up here)."""
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return errors
 
 
-def set_range(page: object, selector: str, value: str) -> None:
+def set_range(page: Any, selector: str, value: str) -> None:
     """Move a range input with the keyboard, as a person would (no script injection)."""
-    slider = page.locator(selector)  # type: ignore[attr-defined]
+    slider = page.locator(selector)
     slider.focus()
     target = int(value)
     for _ in range(300):
@@ -58,55 +57,126 @@ def set_range(page: object, selector: str, value: str) -> None:
     raise AssertionError(f"{selector} did not reach {value}")
 
 
-def shot(page: object, output_dir: Path, name: str) -> None:
-    page.screenshot(path=str(output_dir / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+def shot(page: Any, output_dir: Path, name: str) -> None:
+    page.screenshot(path=str(output_dir / f"{name}.png"), full_page=True)
 
 
-@pytest.mark.parametrize(("scheme", "width"), [("light", 1280), ("dark", 390)])
-def test_home_to_term_to_related(
-    base_url: str, browser: object, output_dir: Path, scheme: str, width: int
-) -> None:
-    context = browser.new_context(  # type: ignore[attr-defined]
-        viewport={"width": width, "height": 900}, color_scheme=scheme)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.goto(base_url + "/")
-    shot(page, output_dir, f"home-{scheme}-{width}")
-    page.click(".featured__card h3 a")
+def wait_for_chart(page: Any, canvas: str) -> None:
+    """Until the canvas has a few hundred painted pixels (Chart.js loads on demand)."""
+    page.wait_for_function(
+        """(selector) => { const c = document.querySelector(selector);
+        if (!c || !c.width) return false;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n > 500; }""",
+        arg=canvas, timeout=30_000)
+
+
+def test_search_entry_demo_related_and_back(screen: tuple[str, Any], output_dir: Path) -> None:
+    name, page = screen
+    errors = watch_errors(page)
+    page.goto("/")
+    dark = page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches")
+    assert dark == name.startswith("dark")
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == ("rgb(17, 20, 24)" if dark else "rgb(251, 251, 249)")
+
+    # search: type in the header box, pick the suggestion with the keyboard
+    box = page.locator("#header-q")
+    box.click()
+    box.press_sequentially("skip con", delay=30)
+    listbox = page.locator("#" + (box.get_attribute("aria-controls") or "missing"))
+    option = listbox.get_by_role("option", name=re.compile("Skip connection"))
+    expect(option).to_be_visible()
+    shot(page, output_dir, f"journey-{name}-1-autocomplete")
+    box.press("ArrowDown")
+    box.press("Enter")
     page.wait_for_url("**/terms/residual-connection")
-    assert page.inner_text("h1") == "Residual Connection"
-    page.wait_for_selector("#demo .demo__summary:not(:empty)", timeout=30_000)
-    shot(page, output_dir, f"term-{scheme}-{width}")
+    expect(page.locator("h1")).to_have_text("Residual Connection")
+
+    # the demo: it loads when scrolled to; change the steps, run, charts and table appear
+    page.locator("#demo").scroll_into_view_if_needed()
+    expect(page.locator("#demo .demo__summary")).not_to_be_empty(timeout=30_000)
+    set_range(page, "#demo-steps", "41" if dark else "42")  # not cached: a real run
+    page.locator("#demo button[type=submit]").click()
+    expect(page.locator("#demo .demo__status")).to_have_text(re.compile("^Ran in .* on cpu"),
+                                                             timeout=30_000)
+    for canvas in ("#demo-chart-grad", "#demo-chart-loss"):
+        wait_for_chart(page, canvas)
+    assert "steps=4" in page.url  # the permalink follows the controls
+    shot(page, output_dir, f"journey-{name}-2-demo")
+
+    # a related term, then back to the entry
     related = page.locator(".related-list a").first
     related_title = related.inner_text()
     related.click()
-    page.wait_for_load_state()
-    assert page.inner_text("h1") == related_title
-    shot(page, output_dir, f"related-{scheme}-{width}")
+    expect(page.locator("h1")).to_have_text(related_title)
+    shot(page, output_dir, f"journey-{name}-3-related")
+    page.go_back()
+    page.wait_for_url(re.compile(r"/terms/residual-connection"))
+    expect(page.locator("h1")).to_have_text("Residual Connection")
     assert not errors, errors
-    context.close()
+
+
+def test_index_letters_category_and_404(screen: tuple[str, Any], output_dir: Path) -> None:
+    name, page = screen
+    errors = watch_errors(page)
+    page.goto("/")
+    page.locator(".site-nav a", has_text="A–Z").click()
+    page.wait_for_url("**/terms")
+    expect(page.locator("h1")).to_have_text("All terms A–Z")
+    total = page.request.get("/api/terms").json()["total"]
+    expect(page.locator(".letter-group .term-card")).to_have_count(total)
+
+    # the letter strip jumps to its section
+    page.locator('nav[aria-label="Jump to letter"] a', has_text=re.compile("^R$")).click()
+    expect(page).to_have_url(re.compile("#letter-R$"))
+    expect(page.locator("#letter-R")).to_be_in_viewport()
+    shot(page, output_dir, f"index-{name}-1-letter")
+
+    # the category filter
+    category = page.request.get("/api/categories").json()["categories"][0]
+    page.select_option("#category-filter", category["slug"])
+    page.locator("form.filter button").click()
+    page.wait_for_url(f"**/terms?category={category['slug']}")
+    expect(page.locator("h1")).to_contain_text(category["title"])
+    expect(page.locator(".letter-group .term-card")).to_have_count(category["term_count"])
+
+    # a category page, from the Categories list
+    page.locator(".site-nav a", has_text="Categories").click()
+    page.locator(".category-card a", has_text=category["title"]).click()
+    page.wait_for_url(f"**{category['url']}")
+    expect(page.locator("h1")).to_have_text(category["title"])
+    expect(page.locator(".term-list .term-card")).to_have_count(category["term_count"])
+    shot(page, output_dir, f"index-{name}-2-category")
+
+    # a 404 with its way out: suggestions close to the mistyped address, the search form
+    response = page.goto("/terms/residual-conection")
+    assert response is not None and response.status == 404
+    expect(page.locator("h1")).to_have_text("Page not found")
+    suggestion = page.locator("main .term-list a", has_text="Residual Connection")
+    expect(suggestion).to_be_visible()
+    shot(page, output_dir, f"404-{name}")
+    suggestion.click()
+    page.wait_for_url("**/terms/residual-connection")
+    errors = [e for e in errors if "404" not in e]  # the 404 itself is logged by Chromium
+    assert not errors, errors
 
 
 def test_demo_run_charts_table_and_depth(
-    base_url: str, browser: object, output_dir: Path
+    chromium_browser: Any, live_server: str, output_dir: Path
 ) -> None:
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})  # type: ignore[attr-defined]
+    context = chromium_browser.new_context(base_url=live_server,
+                                           viewport={"width": 1280, "height": 1000})
     page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.goto(base_url + "/terms/resnet#demo")
-    page.wait_for_selector("#demo .demo__summary:not(:empty)", timeout=30_000)
+    errors = watch_errors(page)
+    page.goto("/terms/resnet#demo")
+    expect(page.locator("#demo .demo__summary")).not_to_be_empty(timeout=30_000)
     set_range(page, "#demo-steps", "30")
     page.click("#demo button[type=submit]")
     expect(page.locator("#demo .demo__status")).to_have_text(re.compile("^Ran in"),
                                                              timeout=30_000)
     for canvas in ("#demo-chart-grad", "#demo-chart-loss"):
-        drawn = page.evaluate(
-            f"""() => {{ const c = document.querySelector('{canvas}');
-            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-            let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; }}""")
-        assert drawn > 500, canvas
+        wait_for_chart(page, canvas)
     page.click("#demo details summary")
     rows = page.locator("#demo table.data-table tbody tr")
     assert rows.count() == 32 + 1  # one row per layer at the default depth, plus the final loss
@@ -118,7 +188,7 @@ def test_demo_run_charts_table_and_depth(
     permalink = page.url
     fresh = context.new_page()
     fresh.goto(permalink)
-    fresh.wait_for_selector("#demo .demo__summary:not(:empty)", timeout=30_000)
+    expect(fresh.locator("#demo .demo__summary")).not_to_be_empty(timeout=30_000)
     assert fresh.locator("#demo-depth").input_value() == "12"
     assert not errors, errors
     context.close()

@@ -1,0 +1,193 @@
+"""Faults: `glossary load` killed with SIGKILL inside its transaction or while it commits, and
+the server killed with SIGKILL in the middle of a demo run. The database must come out with
+the previous (or, once committed, the new) content, never a mix, and pass integrity_check;
+the server must restart and serve."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from app.db import table_counts
+from app.main import create_app
+from tests.conftest import ROOT, make_settings
+from tests.factories import default_terms, to_toml
+from tests.live import free_port
+
+# Runs `glossary load` with the search-index build (the last step inside the load's one
+# transaction, after every old row is deleted and every new one inserted) followed by a
+# signal to the test and a long sleep: the test then kills the process at that exact point.
+LOAD_THEN_HANG = """
+import sys, time
+from app import search
+build_index = search.build_index
+def build_then_hang(*args, **kwargs):
+    build_index(*args, **kwargs)
+    print("inside the transaction", flush=True)
+    time.sleep(120)
+search.build_index = build_then_hang
+from app.cli import app
+app(["load"])
+"""
+
+
+def glossary_env(database: Path, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLOSSARY_")}
+    env |= {"GLOSSARY_DATABASE_URL": f"sqlite:///{database}", "GLOSSARY_DATA_DIR": str(data_dir),
+            "GLOSSARY_DEMO_WARMUP": "false", "GLOSSARY_DEMO_DEVICE": "cpu", **extra}
+    return env
+
+
+def snapshot(database: Path) -> dict[str, object]:
+    """What a reader sees: integrity, the loaded fingerprint, every title, every row count."""
+    with closing(sqlite3.connect(database)) as conn:
+        return {
+            "integrity": conn.execute("PRAGMA integrity_check").fetchall(),
+            "fingerprint": conn.execute(
+                "SELECT value FROM meta WHERE key = 'fingerprint'").fetchone(),
+            "titles": conn.execute("SELECT slug, title FROM term ORDER BY slug").fetchall(),
+            "counts": table_counts(conn),
+        }
+
+
+def load(database: Path, data_dir: Path) -> None:
+    subprocess.run([sys.executable, "-c", "from app.cli import app; app(['load'])"],
+                   cwd=ROOT, env=glossary_env(database, data_dir), check=True,
+                   capture_output=True, timeout=60)
+
+
+def edit_corpus(data_dir: Path) -> None:
+    """A different glossary: titles changed, a synonym added."""
+    terms = default_terms()
+    terms["resnet"]["title"] = "ResNet (edited)"
+    terms["layer-normalization"]["synonyms"] = ["LayerNorm", "LN", "Layer norm"]
+    for slug in ("resnet", "layer-normalization"):
+        (data_dir / "terms" / f"{slug}.toml").write_text(to_toml(dict(terms[slug])))
+
+
+def test_kill_9_inside_the_load_transaction_keeps_the_previous_content(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    database = tmp_path / "glossary.db"
+    load(database, data_dir)
+    before = snapshot(database)
+    assert before["integrity"] == [("ok",)] and before["titles"]
+    edit_corpus(data_dir)
+    with subprocess.Popen([sys.executable, "-c", LOAD_THEN_HANG], cwd=ROOT,
+                          env=glossary_env(database, data_dir), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as loader:
+        try:
+            assert loader.stdout is not None
+            line = loader.stdout.readline()  # blocks until the loader is in its transaction
+            assert line.strip() == "inside the transaction", line
+        finally:
+            loader.send_signal(signal.SIGKILL)
+            loader.wait(timeout=10)
+    assert loader.returncode == -signal.SIGKILL
+    assert snapshot(database) == before
+    # ...and the server serves it (without rebuilding on start, to see the file as it is).
+    app = create_app(make_settings(tmp_path, data_dir, build_on_start=False))
+    with TestClient(app) as client:
+        assert client.get("/api/terms/resnet").json()["title"] == "ResNet"
+        assert client.get("/healthz").status_code == 200
+    # The next load succeeds and brings the edit.
+    load(database, data_dir)
+    after = snapshot(database)
+    assert after["integrity"] == [("ok",)]
+    assert ("resnet", "ResNet (edited)") in after["titles"]  # type: ignore[operator]
+
+
+def test_kill_9_while_the_real_command_commits_leaves_old_or_new_never_a_mix(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """The unmodified `glossary load`, killed as soon as its commit starts reaching the WAL."""
+    database = tmp_path / "glossary.db"
+    load(database, data_dir)
+    old = snapshot(database)
+    edit_corpus(data_dir)
+    probe = tmp_path / "probe.db"
+    load(probe, data_dir)
+    new = snapshot(probe)
+    new["counts"] = old["counts"] | {k: v for k, v in new["counts"].items()}  # type: ignore[operator]
+    wal = database.with_name(database.name + "-wal")
+    with closing(sqlite3.connect(database)) as conn:  # empty the WAL: growth means writing
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    loader = subprocess.Popen([sys.executable, "-c", "from app.cli import app; app(['load'])"],
+                              cwd=ROOT, env=glossary_env(database, data_dir),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    try:
+        while loader.poll() is None and time.monotonic() < deadline:
+            if wal.exists() and wal.stat().st_size > 0:
+                break
+            time.sleep(0.0005)
+    finally:
+        loader.send_signal(signal.SIGKILL)
+        loader.wait(timeout=10)
+    seen = snapshot(database)
+    assert seen["integrity"] == [("ok",)]
+    assert seen in (old, new), "the database holds a mix of the old and the new glossary"
+
+
+@contextmanager
+def server_process(database: Path, data_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env=glossary_env(database, data_dir), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, "uvicorn exited"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "uvicorn did not become healthy"
+            time.sleep(0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=15)
+
+
+@pytest.mark.slow
+def test_server_killed_during_a_demo_run_restarts_and_serves(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    database = tmp_path / "glossary.db"
+    load(database, data_dir)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    long_run = {"preset": "residual-vs-plain", "depth": "32", "width": "128", "steps": "300",
+                "batch_size": "64", "seed": "7"}
+    with server_process(database, data_dir, port) as server:
+        with httpx.stream("GET", f"{base}/api/demo/stream", params=long_run,
+                          timeout=30) as stream:
+            assert stream.status_code == 200
+            lines = stream.iter_lines()
+            assert next(line for line in lines if line.startswith("event:")) == "event: progress"
+            server.send_signal(signal.SIGKILL)  # mid-run: the first step's event has arrived
+            server.wait(timeout=10)
+            with pytest.raises(httpx.TransportError):  # the client sees the cut, not a hang
+                for _ in lines:
+                    pass
+    assert snapshot(database)["integrity"] == [("ok",)]
+    with server_process(database, data_dir, port):  # same port, same database
+        assert httpx.get(f"{base}/terms/resnet").status_code == 200
+        small = long_run | {"depth": "4", "width": "16", "steps": "5", "batch_size": "16"}
+        result = httpx.get(f"{base}/api/demo", params=small, timeout=60)
+        assert result.status_code == 200, result.text
+        assert result.json()["config"]["depth"] == 4

@@ -1,0 +1,467 @@
+"""Search engine: the relevance table over the real corpus, typo machinery against plain
+reference implementations, highlighting, and the index's life inside the load transaction."""
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markupsafe import Markup
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+
+from app import content, db, search
+from app.glossary import build_search
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+# (query, the entry that must rank first). Kinds: synonyms, abbreviations, prefixes, typos
+# (one edit up to 7 letters, two from 8), multi-word, folding (case, diacritics, hyphens,
+# spacing).
+RELEVANCE = [
+    # synonyms
+    ("skip connection", "residual-connection"),
+    ("shortcut connection", "residual-connection"),
+    ("nucleus sampling", "top-p-sampling"),
+    ("confabulation", "hallucination"),
+    ("log loss", "cross-entropy-loss"),
+    ("softargmax", "softmax"),
+    ("steepest descent", "gradient-descent"),
+    ("teacher-student training", "knowledge-distillation"),
+    ("intra-attention", "self-attention"),
+    ("rectifier", "relu"),
+    ("control tokens", "special-tokens"),
+    ("cost function", "loss-function"),
+    ("value alignment", "alignment"),
+    ("Gaussian error linear", "gelu"),
+    ("seq2seq", "encoder-decoder"),
+    ("nucleus", "top-p-sampling"),
+    ("warm up", "learning-rate-warmup"),
+    # abbreviations
+    ("LR", "learning-rate"),
+    ("RAG", "retrieval-augmented-generation"),
+    ("RLHF", "rlhf"),
+    ("BPE", "byte-pair-encoding"),
+    ("MoE", "mixture-of-experts"),
+    ("GQA", "grouped-query-attention"),
+    ("SGD", "stochastic-gradient-descent"),
+    ("CoT", "chain-of-thought-prompting"),
+    ("KD", "knowledge-distillation"),
+    ("ppl", "perplexity"),
+    ("LSTM", "lstm"),
+    ("rope", "rotary-position-embedding"),
+    ("dpo", "direct-preference-optimization"),
+    ("MLP", "multilayer-perceptron"),
+    # prefixes
+    ("resid", "residual-connection"),
+    ("backpr", "backpropagation"),
+    ("perplex", "perplexity"),
+    ("halluc", "hallucination"),
+    ("quantiz", "quantization"),
+    ("speculative dec", "speculative-decoding"),
+    ("grad clip", "gradient-clipping"),
+    ("grad desc", "gradient-descent"),
+    ("low-rank", "lora"),
+    ("beam", "beam-search"),
+    # typos
+    ("residul conection", "residual-connection"),
+    ("atention", "attention"),
+    ("transfomer", "transformer"),
+    ("trasnfomer", "transformer"),
+    ("backpropogation", "backpropagation"),
+    ("hallucinaton", "hallucination"),
+    ("dropuot", "dropout"),
+    ("embeding", "embedding"),
+    ("softmx", "softmax"),
+    ("perplexety", "perplexity"),
+    ("lose function", "loss-function"),
+    ("skip conection", "residual-connection"),
+    ("quantisaton", "quantization"),
+    ("overfiting", "overfitting"),
+    ("self atention", "self-attention"),
+    ("bacth norm", "batch-normalization"),
+    ("chain of thougth", "chain-of-thought-prompting"),
+    ("tempreature", "temperature"),
+    ("vanishng gradient", "vanishing-gradient"),
+    ("retreival augmented", "retrieval-augmented-generation"),
+    ("jailbrake", "jailbreak"),
+    # multi-word
+    ("gradient descent", "gradient-descent"),
+    ("multi head attention", "multi-head-attention"),
+    ("learning rate warmup", "learning-rate-warmup"),
+    ("mixture experts", "mixture-of-experts"),
+    ("human feedback reinforcement learning", "rlhf"),
+    ("rotary position embedding", "rotary-position-embedding"),
+    ("norm layer", "layer-normalization"),
+    ("in context learning", "in-context-learning"),
+    ("mixed precision", "mixed-precision-training"),
+    ("mlp layer", "multilayer-perceptron"),
+    # folding
+    ("Layer-Norm", "layer-normalization"),
+    ("layer norm", "layer-normalization"),
+    ("layernorm", "layer-normalization"),
+    ("LAYER NORMALIZATION", "layer-normalization"),
+    ("Batch-Norm", "batch-normalization"),
+    ("Fine Tuning", "fine-tuning"),
+    ("finetuning", "fine-tuning"),
+    ("pre-training", "pretraining"),
+    ("flash attention", "flash-attention"),
+    ("selfattention", "self-attention"),
+    ("lowrank adaptation", "lora"),
+    ("crossentropy", "cross-entropy-loss"),
+    ("Top K sampling", "top-k-sampling"),
+    ("rélu", "relu"),
+    ("feedforward network", "feed-forward-network"),
+    ("sentence piece", "sentencepiece"),
+    ("few shot", "few-shot-prompting"),
+    ("kv-cache", "kv-cache"),
+    ("KV caching", "kv-cache"),
+]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The real corpus loaded by the real loader; searched through a read-only engine, as
+    the web process does (PRAGMA query_only)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('search') / 'glossary.db'}"
+    writer = db.make_engine(url)
+    content.load_corpus(writer, content.read_corpus(ROOT / "data"))
+    writer.dispose()
+    reader = db.make_engine(url, read_only=True)
+    yield reader
+    reader.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with Session(engine) as session:
+        yield session
+
+
+def test_relevance_table_is_big_and_varied() -> None:
+    assert len(RELEVANCE) >= 40
+    assert len({q for q, _ in RELEVANCE}) == len(RELEVANCE)
+
+
+@pytest.mark.parametrize(("query", "expected"), RELEVANCE, ids=[q for q, _ in RELEVANCE])
+def test_relevance(session: Session, query: str, expected: str) -> None:
+    view = build_search(session, query, limit=5)
+    ranked = [hit.slug for hit in view.hits]
+    assert ranked and ranked[0] == expected, (query, ranked, view.corrected_query)
+
+
+def test_exact_title_or_synonym_always_ranks_first(session: Session) -> None:
+    names = (
+        session.connection()
+        .execute(
+            text("SELECT d.slug, n.name FROM search_name n JOIN search_doc d ON d.id = n.doc_id")
+        )
+        .all()
+    )
+    assert len(names) > 150
+    for slug, name in names:
+        hits = search.search(session, name, limit=3).hits
+        firsts = {h.slug for h in hits if h.exact}
+        assert hits[0].exact and slug in firsts, (name, [h.slug for h in hits])
+
+
+def test_hit_fields(session: Session) -> None:
+    results = search.search(session, "skip connection")
+    hit = results.hits[0]
+    assert (hit.slug, hit.exact, hit.matched_field, hit.matched_synonym) == (
+        "residual-connection",
+        True,
+        "synonyms",
+        "Skip connection",
+    )
+    assert hit.title_html == "Residual <mark>Connection</mark>"
+    title_hit = search.search(session, "residual connection").hits[0]
+    assert (title_hit.matched_field, title_hit.matched_synonym) == ("title", None)
+    body_only = [h for h in search.search(session, "saxe").hits if h.matched_field == "body"]
+    assert body_only and "<mark>Saxe</mark>" in body_only[0].snippet_html
+
+
+def test_scores_follow_the_order(session: Session) -> None:
+    for query in ("attention", "resid", "atention", "gradient descent", "layer norm"):
+        scores = [hit.score for hit in search.search(session, query, limit=50).hits]
+        assert scores == sorted(scores, reverse=True), query
+
+
+def test_typo_matching_stops_at_the_first_level_that_finds_something(session: Session) -> None:
+    exact = search.search(session, "attention")
+    assert exact.corrected_query is None
+    assert all(h.slug for h in exact.hits)
+    corrected = search.search(session, "atention")
+    assert corrected.corrected_query == "attention"
+    assert corrected.total == exact.total  # no extra junk from other corrections
+
+
+def test_typo_budgets(session: Session) -> None:
+    assert [search.typo_budget(w) for w in ("abc", "abcd", "abcdefg", "abcdefgh")] == [0, 1, 1, 2]
+    assert search.search(session, "atenton").hits == []  # 7 letters, two edits: too many
+    assert search.search(session, "attnetino").hits[0].slug == "attention"  # 9 letters, two
+    assert search.search(session, "rleu").hits[0].slug == "relu"  # transposition is one edit
+    assert search.search(session, "lsm").hits == []  # 3 letters: no edits
+
+
+def test_pagination_and_total(session: Session) -> None:
+    whole = search.search(session, "gradient", limit=100)
+    assert whole.total == len(whole.hits) > 10
+    pages = [search.search(session, "gradient", limit=5, offset=o) for o in range(0, 15, 5)]
+    assert [h.slug for p in pages for h in p.hits] == [h.slug for h in whole.hits[:15]]
+    assert {p.total for p in pages} == {whole.total}
+
+
+def test_category_filter(session: Session) -> None:
+    everything = search.search(session, "gradient", limit=100)
+    some = search.search(session, "gradient", limit=100, category="training-optimization")
+    assert 0 < some.total < everything.total
+    assert {h.category for h in some.hits} == {"training-optimization"}
+    assert search.search(session, "gradient", category="no-such-category").total == 0
+
+
+def test_suggestions(session: Session) -> None:
+    def names(query: str) -> list[str]:
+        return [s.name for s in search.suggest(session, query)]
+
+    assert names("r") == []
+    assert names("re")[:3] == ["ReLU", "ResNet", "Red Teaming"]  # titles, shortest first
+    assert names("resid")[0] == "Residual Connection"
+    assert names("skip conn") == ["Skip connection"]
+    assert names("skip conection") == ["Skip connection"]  # typo tolerance
+    assert names("layer-norm")[0] == "LayerNorm"  # exact synonym first
+    assert names("norm")[:2] == ["Batch Normalization", "Layer Normalization"]
+    assert len(search.suggest(session, "a", limit=3)) == 0
+    assert len(search.suggest(session, "at", limit=3)) == 3
+
+
+def test_did_you_mean(session: Session) -> None:
+    assert search.search(session, "attentionxyzq").total == 0
+    assert search.closest(session, "attentionxyzq")[0].slug == "attention"
+    assert search.closest(session, "/terms/residual-conection")[0].slug == "residual-connection"
+    assert search.closest(session, "zz") == []
+    view = build_search(session, "attentionxyzq")
+    assert view.did_you_mean and view.did_you_mean[0].url == "/terms/attention"
+
+
+# ---------------------------------------------------------------- query safety
+
+HOSTILE = [
+    '"',
+    '""',
+    "*",
+    "NEAR(a b)",
+    "a AND b OR NOT c",
+    "(((",
+    ")",
+    "title:x",
+    "-x",
+    "^x",
+    "x\x00y",
+    "🙂",
+    "🙂 attention",
+    "a" * 10_000,
+    "",
+    "   ",
+    "{title}: x",
+    "'; DROP TABLE x",
+    "\\",
+    "%",
+    "_",
+    "NOT",
+    "AND",
+    "resid*",
+    '"skip connection"',
+    "x:y:z",
+    "[a-z]",
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE, ids=range(len(HOSTILE)))
+def test_operators_are_plain_words(session: Session, query: str) -> None:
+    results = search.search(session, query)
+    assert results.total >= len(results.hits)
+    search.suggest(session, query)
+    search.closest(session, query)
+
+
+def test_operator_words_match_as_words(session: Session) -> None:
+    # "not", "and", "near" are words people type; they match text, never act as operators
+    assert search.search(session, "NOT").total == search.search(session, "not").total > 0
+    assert search.search(session, '"skip connection"').hits[0].slug == "residual-connection"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_match_expression_is_always_valid_fts5(query: str) -> None:
+    expression = search.match_expression(search.parse_query(query))
+    if expression is None:
+        assert not search.query_words(query)
+        return
+    assert re.fullmatch(r'[ ()"*0-9a-zOR ANDR]+', expression), expression
+    with sqlite3.connect(":memory:") as conn:
+        conn.execute("CREATE VIRTUAL TABLE t USING fts5(x, tokenize='ascii')")
+        conn.execute("INSERT INTO t VALUES ('some words')")
+        conn.execute("SELECT count(*) FROM t WHERE t MATCH ?", (expression,)).fetchall()
+
+
+# ---------------------------------------------------------------- typo machinery
+
+
+def reference_osa(a: str, b: str) -> int:
+    """Textbook optimal string alignment distance."""
+    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        d[i][0] = i
+    for j in range(len(b) + 1):
+        d[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+short_words = st.text(alphabet="abcde", min_size=0, max_size=11)
+
+
+@settings(max_examples=500, deadline=None)
+@given(short_words, short_words, st.integers(0, 3))
+def test_osa_distance_matches_the_reference(a: str, b: str, limit: int) -> None:
+    expected = reference_osa(a, b)
+    assert search.osa_distance(a, b, limit) == min(expected, limit + 1)
+    prefix = min(reference_osa(a, b[:j]) for j in range(len(b) + 1))
+    assert search.osa_distance(a, b, limit, prefix=True) == min(prefix, limit + 1)
+
+
+@st.composite
+def typo_pairs(draw: st.DrawFn) -> tuple[str, str]:
+    """A vocabulary word and a query at most two random edits away."""
+    word = draw(st.text(alphabet="abcdefgh", min_size=3, max_size=14))
+    typed = word
+    for _ in range(draw(st.integers(0, 2))):
+        op = draw(st.sampled_from(["insert", "delete", "substitute", "transpose"]))
+        i = draw(st.integers(0, max(0, len(typed) - 1)))
+        letter = draw(st.sampled_from("abcdefgh"))
+        if op == "insert":
+            typed = typed[:i] + letter + typed[i:]
+        elif op == "delete" and len(typed) > 1:
+            typed = typed[:i] + typed[i + 1 :]
+        elif op == "substitute" and typed:
+            typed = typed[:i] + letter + typed[i + 1 :]
+        elif op == "transpose" and i + 1 < len(typed):
+            typed = typed[:i] + typed[i + 1] + typed[i] + typed[i + 2 :]
+    return word, typed
+
+
+@settings(max_examples=1000, deadline=None)
+@given(typo_pairs())
+def test_deletion_table_never_misses_a_word_within_budget(pair: tuple[str, str]) -> None:
+    """SymSpell on 7-letter prefixes: a vocabulary word within the query's budget always
+    shares a deletion key with it, so the candidate gathering loses nothing."""
+    word, typed = pair
+    budget = search.typo_budget(typed)
+    if reference_osa(typed, word) <= budget and search.delete_depth(word):
+        stored = search.deletes(word, search.delete_depth(word))
+        assert search.deletes(typed, budget) & stored, (word, typed)
+
+
+def test_corrections_come_from_the_index(session: Session) -> None:
+    conn = session.connection()
+    found = search.corrections(conn, "atention", prefix=False)
+    assert (found[0].token, found[0].distance) == ("attention", 1)
+    assert all(a.distance <= 2 for a in found)
+    assert search.corrections(conn, "abc", prefix=False) == []
+    partial = search.corrections(conn, "atenti", prefix=True)  # still typing "attention"
+    assert any(a.prefix and "attention".startswith(a.token) for a in partial)
+
+
+# ---------------------------------------------------------------- highlighting
+
+
+def highlighter(query: str) -> search.Highlighter:
+    return search.Highlighter(search.parse_query(query))
+
+
+def test_highlight_escapes_content_and_marks_words() -> None:
+    html = search.highlight('<b>Resid</b> & "residual" <script>', highlighter("resid"))
+    assert isinstance(html, Markup)
+    assert html == (
+        "&lt;b&gt;<mark>Resid</mark>&lt;/b&gt; &amp; &#34;<mark>residual</mark>&#34; &lt;script&gt;"
+    )
+
+
+def test_highlight_query_markup_cannot_inject() -> None:
+    html = search.highlight("a script b mark", highlighter("<script>alert(1)</script> <mark>"))
+    assert html == "a <mark>script</mark> b <mark>mark</mark>"
+    assert "<" not in re.sub(r"</?mark>", "", str(html))
+
+
+def test_highlight_folds_like_the_index() -> None:
+    assert search.highlight("Naïve Bayes, NAIVE", highlighter("naive")) == (
+        "<mark>Naïve</mark> Bayes, <mark>NAIVE</mark>"
+    )
+    assert search.highlight("Layer-Norm, nor", highlighter("layer norm")) == (
+        "<mark>Layer</mark>-<mark>Norm</mark>, nor"
+    )
+    assert search.highlight("Snake_case x2", highlighter("case x2")) == (
+        "Snake_<mark>case</mark> <mark>x2</mark>"
+    )
+
+
+def test_excerpt_is_a_window_around_the_first_match() -> None:
+    body = (
+        " ".join(f"w{i}" for i in range(200)) + " target " + " ".join("z" * 3 for _ in range(200))
+    )
+    snippet = search.excerpt(body, highlighter("target"))
+    assert snippet.startswith("… ") and snippet.endswith(" …")
+    assert "<mark>target</mark>" in snippet
+    assert len(re.sub(r"<[^>]+>", "", str(snippet))) <= search.SNIPPET_CHARS + 4
+    assert search.excerpt("short text", highlighter("zzz")) == "short text"
+
+
+# ---------------------------------------------------------------- the index and the load
+
+
+def test_index_is_built_in_the_load_transaction(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'glossary.db'}"
+    writer = db.make_engine(url)
+    documents = [search.Document("a-b", "Alpha Beta", ["AB"], "First.", "Body text.", "c")]
+    with writer.connect() as conn:
+        search.build_index(conn, documents)
+        conn.rollback()  # a failed load: nothing of the index survives
+    with writer.connect() as conn:
+        tables = conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE name LIKE 'search_%'"
+        ).all()
+        assert tables == []
+    with writer.begin() as conn:
+        search.drop_index(conn)
+        search.build_index(conn, documents)
+    with writer.begin() as conn:  # a reload replaces it
+        search.drop_index(conn)
+        search.build_index(conn, [*documents, search.Document("c", "Gamma", [], "S.", "B.", "c")])
+    reader = db.make_engine(url, read_only=True)
+    with Session(reader) as session:
+        assert [h.slug for h in search.search(session, "alpha beta").hits] == ["a-b"]
+        assert search.search(session, "gamma").total == 1
+        assert [s.name for s in search.suggest(session, "ab")] == ["AB"]
+    writer.dispose()
+    reader.dispose()
+
+
+def test_empty_index(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    writer = db.make_engine(url)
+    with writer.begin() as conn:
+        search.build_index(conn, [])
+    with Session(writer) as session:
+        assert search.search(session, "anything").total == 0
+        assert search.suggest(session, "anything") == []
+        assert search.closest(session, "anything") == []
+    writer.dispose()
