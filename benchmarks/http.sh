@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# HTTP throughput of one uvicorn worker on 127.0.0.1: a term page, its JSON twin, and the
-# same page's HTML saved to disk and served as a static file by the same server (the
-# ceiling). Prints req/s and p99 latency for each. Usage: bash benchmarks/http.sh [seconds]
+# HTTP throughput on 127.0.0.1: a term page and its JSON twin, served by
+#   - SQLite, one uvicorn worker (and the same page saved to disk as a static file: the ceiling)
+#   - SQLite, one worker, response cache off (what rendering costs per request)
+#   - SQLite, two workers
+#   - PostgreSQL 15 (a throwaway cluster), two workers        [skipped if PostgreSQL is missing]
+# Prints req/s and p99 for each. Usage: bash benchmarks/http.sh [seconds-per-url]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -9,25 +12,29 @@ slug=${BENCH_SLUG:-residual-connection}
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
 
 work=$(mktemp -d)
-port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export GLOSSARY_DATABASE_URL="sqlite:///$work/bench.db" GLOSSARY_DEMO_WARMUP=false
-.venv/bin/glossary load >/dev/null
-.venv/bin/uvicorn app.main:app --host 127.0.0.1 --port "$port" --workers 1 \
-  --no-access-log --log-level warning &
-server=$!
-# The same app with the in-memory response cache off: what rendering costs per request.
-port_nc=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-GLOSSARY_RESPONSE_CACHE=false GLOSSARY_BUILD_ON_START=false \
-  .venv/bin/uvicorn app.main:app --host 127.0.0.1 --port "$port_nc" --workers 1 \
-  --no-access-log --log-level warning &
-server_nc=$!
-ceiling_dir=static/.bench
-trap 'kill $server $server_nc 2>/dev/null; rm -rf "$work" "$ceiling_dir"' EXIT
-for p in "$port" "$port_nc"; do
-  for _ in $(seq 50); do curl -fs "http://127.0.0.1:$p/healthz" >/dev/null && break; sleep 0.2; done
-done
-mkdir -p "$ceiling_dir"
-curl -fs "http://127.0.0.1:$port/terms/$slug" -o "$ceiling_dir/term.html"
+pids=()
+pgdir=""
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "$pgdir" ] && scripts/pg-cluster.sh stop "$pgdir"
+  rm -rf "$work" static/.bench
+}
+trap cleanup EXIT
+export GLOSSARY_DEMO_WARMUP=false
+
+free_port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+serve() { # database-url workers response-cache -> prints the port once it answers
+  local port
+  port=$(free_port)
+  GLOSSARY_DATABASE_URL="$1" GLOSSARY_RESPONSE_CACHE="$3" GLOSSARY_BUILD_ON_START=false \
+    .venv/bin/uvicorn app.main:app --host 127.0.0.1 --port "$port" --workers "$2" \
+    --no-access-log --log-level warning >>"$work/servers.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+  echo "$port"
+}
 
 measure() { # key label url
   local out rps p99 errors
@@ -36,16 +43,48 @@ measure() { # key label url
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   errors=$(grep -E 'Non-2xx|Socket errors' <<<"$out" || true)
-  printf '%-34s %10s req/s   p99 %8s  %s\n' "$2" "$rps" "$p99" "$errors"
+  printf '%-52s %10s req/s   p99 %8s  %s\n' "$2" "$rps" "$p99" "$errors"
   echo "$rps" >"$work/$1.rps"
 }
-echo "wrk -t1 -c16 -d${duration}s, one uvicorn worker, $(nproc) cores, $(date -u +%F)"
-measure ceiling "static file (same HTML, ceiling)" "http://127.0.0.1:$port/static/.bench/term.html"
-measure page "/terms/$slug" "http://127.0.0.1:$port/terms/$slug"
-measure api "/api/terms/$slug" "http://127.0.0.1:$port/api/terms/$slug"
-measure page_nc "/terms/$slug (response cache off)" "http://127.0.0.1:$port_nc/terms/$slug"
-measure api_nc "/api/terms/$slug (response cache off)" "http://127.0.0.1:$port_nc/api/terms/$slug"
-awk -v page="$(cat "$work/page.rps")" -v ceiling="$(cat "$work/ceiling.rps")" \
-  'BEGIN { printf "term page / static ceiling = %.2f (target >= 0.50)\n", page / ceiling }'
-awk -v page="$(cat "$work/page_nc.rps")" -v ceiling="$(cat "$work/ceiling.rps")" \
-  'BEGIN { printf "term page without response cache / static ceiling = %.2f\n", page / ceiling }'
+
+sqlite_url="sqlite:///$work/bench.db"
+GLOSSARY_DATABASE_URL=$sqlite_url .venv/bin/glossary load >/dev/null
+
+echo "wrk -t1 -c16 -d${duration}s per URL, $(nproc) cores, $(date -u +%F)"
+port=$(serve "$sqlite_url" 1 true)
+mkdir -p static/.bench
+curl -fs "http://127.0.0.1:$port/terms/$slug" -o static/.bench/term.html
+measure ceiling "static file (same HTML), SQLite 1 worker" "http://127.0.0.1:$port/static/.bench/term.html"
+measure page "/terms/$slug, SQLite 1 worker" "http://127.0.0.1:$port/terms/$slug"
+measure api "/api/terms/$slug, SQLite 1 worker" "http://127.0.0.1:$port/api/terms/$slug"
+kill "${pids[-1]}"
+
+port=$(serve "$sqlite_url" 1 false)
+measure page_nc "/terms/$slug, SQLite 1 worker, cache off" "http://127.0.0.1:$port/terms/$slug"
+measure api_nc "/api/terms/$slug, SQLite 1 worker, cache off" "http://127.0.0.1:$port/api/terms/$slug"
+kill "${pids[-1]}"
+
+port=$(serve "$sqlite_url" 2 true)
+measure page2 "/terms/$slug, SQLite 2 workers" "http://127.0.0.1:$port/terms/$slug"
+measure api2 "/api/terms/$slug, SQLite 2 workers" "http://127.0.0.1:$port/api/terms/$slug"
+measure search2 "/api/search?q=skip+conection, SQLite 2 workers" "http://127.0.0.1:$port/api/search?q=skip+conection"
+kill "${pids[-1]}"
+
+if [ -x /usr/lib/postgresql/15/bin/initdb ]; then
+  pgdir=$(mktemp -d /tmp/glossary-bench-pg.XXXXXX)
+  pg_url=$(scripts/pg-cluster.sh start "$pgdir")
+  GLOSSARY_DATABASE_URL=$pg_url .venv/bin/glossary load >/dev/null
+  port=$(serve "$pg_url" 2 true)
+  measure pg_page "/terms/$slug, PostgreSQL 2 workers" "http://127.0.0.1:$port/terms/$slug"
+  measure pg_api "/api/terms/$slug, PostgreSQL 2 workers" "http://127.0.0.1:$port/api/terms/$slug"
+  measure pg_search "/api/search?q=skip+conection, PostgreSQL 2 workers" "http://127.0.0.1:$port/api/search?q=skip+conection"
+  kill "${pids[-1]}"
+  port=$(serve "$pg_url" 2 false)
+  measure pg_page_nc "/terms/$slug, PostgreSQL 2 workers, cache off" "http://127.0.0.1:$port/terms/$slug"
+else
+  echo "PostgreSQL 15 not installed: its rows are skipped"
+fi
+
+ratio() { awk -v a="$(cat "$work/$1.rps")" -v b="$(cat "$work/$2.rps")" 'BEGIN { printf "%.2f", a / b }'; }
+echo "term page / static ceiling = $(ratio page ceiling) (target >= 0.50)"
+echo "term page without response cache / static ceiling = $(ratio page_nc ceiling)"

@@ -53,6 +53,8 @@ class SharedStore(Protocol):
 
     def put(self, config_key: str, result: dict[str, Any]) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class Engine(Protocol):
     """engine.run_experiment's signature; tests inject fakes through DemoRunner(engine=...)."""
@@ -192,6 +194,8 @@ class DemoRunner:
         """Stop accepting work; queued runs are dropped, running ones finish."""
         self._closed.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._store is not None:
+            self._store.close()
 
     # ------------------------------------------------------------------ gate and cache
 

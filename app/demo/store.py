@@ -49,3 +49,6 @@ class ResultStore:
                 conn.execute(pg_insert(TABLE).values(**row).on_conflict_do_nothing())
         except Exception:
             log.exception("demo cache write failed")
+
+    def close(self) -> None:
+        self.engine.dispose()
