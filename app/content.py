@@ -33,9 +33,9 @@ from app.models import (
 from app.text import fold, index_letter, slugify
 
 # Bump when loading or rendering changes, so existing databases are reloaded on start.
-LOADER_VERSION = "5"
+LOADER_VERSION = "6"
 # Bump when a table changes shape: the next load rebuilds the tables.
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # Inclusive word bounds per section (CONTENT.md).
 WORD_BOUNDS = {
@@ -476,7 +476,11 @@ def _term_rows(corpus: Corpus) -> Iterable[SQLModel]:
             yield RelatedTerm(term_slug=slug, related_slug=related, position=position)
         for position, org in enumerate(term.organizations):
             yield TermOrganization(
-                term_slug=slug, organization_slug=org.key, note=org.note, position=position
+                term_slug=slug,
+                organization_slug=org.key,
+                note=org.note,
+                note_html=markdown.render_inline(org.note, titles.get),
+                position=position,
             )
         for position, link in enumerate(term.read_more):
             yield ReadMore(term_slug=slug, title=link.title, url=link.url, position=position)

@@ -243,6 +243,7 @@ def build_term(session: Session, slug: str, base_url: str) -> TermView:
                 url=f"/organizations/{org.slug}",
                 website=org.url,
                 note=link.note,
+                note_html=link.note_html,
             )
             for link, org in organizations
         ],
@@ -298,7 +299,10 @@ def build_organization(session: Session, slug: str) -> OrganizationView:
     ).all()
     return OrganizationView(
         **summary.model_dump(),
-        terms=[OrganizationTerm(term=_ref(term), note=link.note) for link, term in rows],
+        terms=[
+            OrganizationTerm(term=_ref(term), note=link.note, note_html=link.note_html)
+            for link, term in rows
+        ],
     )
 
 

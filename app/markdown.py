@@ -61,6 +61,12 @@ def render(text: str, lookup: SlugLookup) -> RenderedMarkdown:
     return RenderedMarkdown(html, links, unknown)
 
 
+def render_inline(text: str, lookup: SlugLookup) -> str:
+    """One paragraph's worth of Markdown without the <p> wrapper (organization notes)."""
+    env: dict[str, object] = {"lookup": lookup, "links": [], "unknown": []}
+    return str(_RENDERER.renderInline(text, env))
+
+
 def raw_html_fragments(text: str) -> list[str]:
     """The raw HTML a CommonMark parser with HTML on would pass through (none is allowed)."""
     found: list[str] = []

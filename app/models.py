@@ -65,6 +65,7 @@ class TermOrganization(SQLModel, table=True):
     term_slug: str = Field(foreign_key="term.slug", primary_key=True)
     organization_slug: str = Field(foreign_key="organization.slug", primary_key=True, index=True)
     note: str
+    note_html: str
     position: int
 
 

@@ -36,7 +36,8 @@ class OrganizationNote(BaseModel):
     name: str
     url: str
     website: str
-    note: str
+    note: str = Field(description="Markdown source")
+    note_html: str
 
 
 class Link(BaseModel):
@@ -113,7 +114,8 @@ class OrganizationSummary(BaseModel):
 
 class OrganizationTerm(BaseModel):
     term: TermRef
-    note: str
+    note: str = Field(description="Markdown source")
+    note_html: str
 
 
 class OrganizationView(OrganizationSummary):
