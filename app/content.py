@@ -508,7 +508,6 @@ def load_corpus(engine: Engine, corpus: Corpus) -> None:
             stored = connection.execute(
                 text("SELECT value FROM meta WHERE key = 'schema'")
             ).scalar()
-        search.drop_index(connection)  # the search tables are rebuilt on every load
         if stored != SCHEMA_VERSION:
             SQLModel.metadata.drop_all(connection)
             SQLModel.metadata.create_all(connection)
@@ -525,11 +524,14 @@ def load_corpus(engine: Engine, corpus: Corpus) -> None:
         session.flush()
         session.add_all(row for row in _term_rows(corpus) if not isinstance(row, Term))
         session.flush()
+        # The search index is replaced on every load, in this transaction: its tables too
+        # keep their rows on PostgreSQL, so readers are never held up (see app.search).
         search.build_index(connection, corpus_documents(corpus))
         session.add(Meta(key="schema", value=SCHEMA_VERSION))
         session.add(Meta(key="fingerprint", value=corpus.fingerprint))
         session.add(Meta(key="loaded_at", value=datetime.now(UTC).isoformat()))
         session.commit()
+    search.after_load(engine)
 
 
 def corpus_documents(corpus: Corpus) -> list[search.Document]:

@@ -77,6 +77,9 @@ def _postgres_engine(database_url: str, *, read_only: bool) -> Engine:
         pool_size=10,
         max_overflow=10,
         connect_args={"options": options} if options else {},
+        # A reader sees one snapshot per request, as SQLite's WAL readers do: a page's (or a
+        # search's) statements never mix the glossary before and after a load's commit.
+        **({"isolation_level": "REPEATABLE READ"} if read_only else {}),
     )
 
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/search.py                      # both sizes, in-process + HTTP
     .venv/bin/python benchmarks/search.py --sizes 10000 --no-http
+    .venv/bin/python benchmarks/search.py --sizes 10000 --database-url postgresql+psycopg://...
 
 Entries get realistic lengths (CONTENT.md's bounds: a 1-4 word title, 0-4 synonyms, a 8-40
 word summary, 170-430 words of text) drawn from the real corpus's words, their frequencies,
@@ -15,6 +16,10 @@ the query came from ranks first (hit@1) or in the first page (hit@20).
 In-process timings call app.glossary.build_search (ranking, highlighting, the view model).
 HTTP timings run a real uvicorn on 127.0.0.1 and GET /api/search with keep-alive, the
 response cache off.
+
+SQLite by default (a file per size); with --database-url, the PostgreSQL database named
+(its search tables are replaced for each size; nothing else in it is touched), searched
+through the app's read-only engine as the web process does.
 """
 
 import argparse
@@ -316,22 +321,49 @@ def serve(database_url: str, folder: Path) -> tuple[subprocess.Popen[bytes], str
     raise RuntimeError("uvicorn did not answer within 60 s")
 
 
+def index_megabytes(url: str, folder: Path, size: int) -> float:
+    """The index's size on disk: the SQLite files, or PostgreSQL's search tables with their
+    indexes and toast."""
+    if db.is_sqlite(url):
+        return sum(p.stat().st_size for p in folder.glob(f"search-{size}.db*")) / 1e6
+    engine = db.make_engine(url)
+    with engine.connect() as conn:
+        total = conn.exec_driver_sql(
+            "SELECT sum(pg_total_relation_size(oid)) FROM pg_class "
+            "WHERE relkind = 'r' AND relname LIKE 'search%%' AND relnamespace = "
+            "'public'::regnamespace"
+        ).scalar()
+    engine.dispose()
+    return float(total or 0) / 1e6
+
+
+def backend_version(url: str) -> str:
+    if db.is_sqlite(url):
+        return f"SQLite {sqlite3.sqlite_version}"
+    engine = db.make_engine(url)
+    with engine.connect() as conn:
+        version = conn.exec_driver_sql("SHOW server_version").scalar()
+    engine.dispose()
+    return f"PostgreSQL {version}"
+
+
 def run_size(size: int, args: argparse.Namespace, folder: Path) -> bool:
     started = time.perf_counter()
     documents = generate(size, args.seed)
     generated = time.perf_counter() - started
     path = folder / f"search-{size}.db"
-    url = f"sqlite:///{path}"
+    url = args.database_url or f"sqlite:///{path}"
     built = 0.0
-    if not (args.reuse and path.exists()):
+    if not (args.reuse and path.exists() and not args.database_url):
         writer = db.make_engine(url)
         started = time.perf_counter()
         with writer.begin() as conn:
             search.drop_index(conn)
             search.build_index(conn, documents)
+        search.after_load(writer)
         built = time.perf_counter() - started
         writer.dispose()
-    megabytes = sum(p.stat().st_size for p in folder.glob(f"search-{size}.db*")) / 1e6
+    megabytes = index_megabytes(url, folder, size)
     how = f"index built in {built:.1f} s" if built else "index reused"
     print(
         f"\n{size:,} entries: generated in {generated:.1f} s, {how}, {megabytes:.0f} MB", flush=True
@@ -391,6 +423,11 @@ def main() -> int:
     parser.add_argument("--no-http", dest="http", action="store_false")
     parser.add_argument("--keep", type=Path, help="build the databases here and keep them")
     parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL database to benchmark instead of SQLite files (its search tables "
+        "are replaced)",
+    )
+    parser.add_argument(
         "--reuse",
         action="store_true",
         help="with --keep: use databases already there (same seed, same code)",
@@ -399,7 +436,7 @@ def main() -> int:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="glossary-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(
-        f"SQLite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}, "
+        f"{backend_version(args.database_url or 'sqlite://')}, Python {sys.version.split()[0]}, "
         f"{os.cpu_count()} CPUs; p95 targets (in-process): "
         + ", ".join(f"{s:,}: {t:g} ms" for s, t in TARGET_P95_MS.items())
     )

@@ -10,11 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import Markup
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
 from sqlmodel import Session
 
 from app import content, db, search
 from app.glossary import build_search
+from app.search import postgres
+from tests.conftest import POSTGRES_ADMIN_URL, fresh_database_url
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -125,8 +127,8 @@ RELEVANCE = [
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """The real corpus loaded by the real loader; searched through a read-only engine, as
-    the web process does (PRAGMA query_only)."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('search') / 'glossary.db'}"
+    the web process does (PRAGMA query_only, or default_transaction_read_only)."""
+    url = fresh_database_url(tmp_path_factory.mktemp("search"))
     writer = db.make_engine(url)
     content.load_corpus(writer, content.read_corpus(ROOT / "data"))
     writer.dispose()
@@ -308,6 +310,34 @@ def test_match_expression_is_always_valid_fts5(query: str) -> None:
         conn.execute("SELECT count(*) FROM t WHERE t MATCH ?", (expression,)).fetchall()
 
 
+@pytest.fixture(scope="module")
+def postgres_admin() -> Iterator[Connection | None]:
+    """A connection to the test PostgreSQL server, when this run has one."""
+    if not POSTGRES_ADMIN_URL:
+        yield None
+        return
+    engine = create_engine(POSTGRES_ADMIN_URL)
+    with engine.connect() as conn:
+        yield conn
+    engine.dispose()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_tsquery_is_always_valid(postgres_admin: Connection | None, query: str) -> None:
+    terms = search.parse_query(query)
+    if not terms:
+        return
+    queries = [postgres.tsquery(terms), *(postgres.term_query(term) for term in terms)]
+    for text_query in queries:
+        assert re.fullmatch(r"[ ()'*:&|0-9a-z]+", text_query), text_query
+    if postgres_admin is not None:
+        for text_query in queries:
+            postgres_admin.exec_driver_sql(
+                "SELECT to_tsvector('simple', 'some words') @@ %s::tsquery", (text_query,)
+            ).all()
+
+
 # ---------------------------------------------------------------- typo machinery
 
 
@@ -428,18 +458,19 @@ def test_excerpt_is_a_window_around_the_first_match() -> None:
 # ---------------------------------------------------------------- the index and the load
 
 
+def search_tables(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [t for t in inspect(conn).get_table_names() if t.startswith("search_")]
+
+
 def test_index_is_built_in_the_load_transaction(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'glossary.db'}"
+    url = fresh_database_url(tmp_path)
     writer = db.make_engine(url)
     documents = [search.Document("a-b", "Alpha Beta", ["AB"], "First.", "Body text.", "c")]
     with writer.connect() as conn:
         search.build_index(conn, documents)
         conn.rollback()  # a failed load: nothing of the index survives
-    with writer.connect() as conn:
-        tables = conn.exec_driver_sql(
-            "SELECT name FROM sqlite_master WHERE name LIKE 'search_%'"
-        ).all()
-        assert tables == []
+    assert search_tables(writer) == []
     with writer.begin() as conn:
         search.drop_index(conn)
         search.build_index(conn, documents)
@@ -451,12 +482,60 @@ def test_index_is_built_in_the_load_transaction(tmp_path: Path) -> None:
         assert [h.slug for h in search.search(session, "alpha beta").hits] == ["a-b"]
         assert search.search(session, "gamma").total == 1
         assert [s.name for s in search.suggest(session, "ab")] == ["AB"]
+    with writer.begin() as conn:
+        search.drop_index(conn)
+    assert search_tables(writer) == []
     writer.dispose()
     reader.dispose()
 
 
+def test_a_reload_leaves_readers_on_their_snapshot(tmp_path: Path) -> None:
+    """A load commits while a reader is mid-request: the reader is not blocked and keeps
+    seeing the index it started with (SQLite's WAL snapshot; PostgreSQL's MVCC rows read
+    in REPEATABLE READ); its next request sees the new one."""
+    url = fresh_database_url(tmp_path)
+    writer = db.make_engine(url)
+    old = [search.Document("a-b", "Alpha Beta", ["AB"], "First.", "Body text.", "c")]
+    new = [search.Document("g", "Gamma", [], "Second.", "Other text.", "c")]
+    with writer.begin() as conn:
+        search.build_index(conn, old)
+    reader = db.make_engine(url, read_only=True)
+    with Session(reader) as session:
+        assert search.search(session, "alpha").total == 1
+        with writer.begin() as conn:
+            if conn.dialect.name == "postgresql":  # fail rather than wait on the reader
+                conn.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+            search.build_index(conn, new)
+        assert [h.slug for h in search.search(session, "alpha beta").hits] == ["a-b"]
+        assert search.search(session, "gamma").total == 0
+    with Session(reader) as session:
+        assert search.search(session, "alpha").total == 0
+        assert [h.slug for h in search.search(session, "gamma").hits] == ["g"]
+    writer.dispose()
+    reader.dispose()
+
+
+def test_postgres_vectors_and_queries() -> None:
+    """The literals the PostgreSQL store writes: positions run on across the columns with
+    each column's weight class, capped where PostgreSQL caps them; queries quote lexemes."""
+    vector = postgres.tsvector([("layer norm", "A"), ("norm", "B"), ("", "C"), ("x y", "D")])
+    assert vector == "'layer':1A 'norm':2A,3B 'x':4D 'y':5D"
+    long_text = " ".join(["w"] * 20_000) + " late"
+    capped = postgres.tsvector([(long_text, "D")])
+    assert capped.startswith("'w':1D,2D") and capped.count(",") == 255
+    assert capped.endswith("'late':16383D")
+    terms = [
+        search.Term("grad", True, completions=("gradient", "grads")),
+        search.Term("desc", True),
+        search.Term("lose", False, (search.Alternative("loss", False, 1, 3),)),
+    ]
+    assert postgres.tsquery(terms) == "('gradient' | 'grads') & 'desc':* & ('lose' | 'loss')"
+    with pytest.raises(AssertionError):
+        postgres.tsquery([search.Term("it's", False)])
+
+
 def test_empty_index(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    url = fresh_database_url(tmp_path)
     writer = db.make_engine(url)
     with writer.begin() as conn:
         search.build_index(conn, [])
