@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres lint check load browser postgres bench vendor clean
+.PHONY: run test test-sqlite test-postgres lint check load browser postgres bench bench-load bench-lighthouse vendor clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -45,7 +45,7 @@ check: $(STAMP)
 	$(BIN)/glossary check
 
 # Every test, on SQLite and then on a throwaway PostgreSQL 15 cluster started and stopped here.
-test: $(STAMP) browser lint check test-sqlite
+test: $(STAMP) browser postgres lint check test-sqlite test-postgres
 
 test-sqlite: $(STAMP)
 	$(BIN)/pytest
@@ -61,6 +61,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/demo.py
 	$(BIN)/python benchmarks/search.py
 	bash benchmarks/http.sh
+
+# About 2 minutes each; they print the figures the README quotes.
+bench-load: $(STAMP)
+	bash benchmarks/load.sh
+
+bench-lighthouse: $(STAMP)
+	bash benchmarks/lighthouse.sh
 
 vendor:
 	static/vendor/update.sh

@@ -93,8 +93,9 @@ class CachingMiddleware:
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body", False):
                     assert start is not None
-                    await self._finish(start, b"".join(chunks), key if storable else None,
-                                       headers, send)
+                    await self._finish(
+                        start, b"".join(chunks), key if storable else None, headers, send
+                    )
             else:
                 await send(message)
 

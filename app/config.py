@@ -1,5 +1,6 @@
 """Settings read from the environment (prefix GLOSSARY_) or a .env file."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -30,7 +31,9 @@ class Settings(BaseSettings):
     cache_max_age: int = Field(default=300, ge=0)
     demo_device: Literal["auto", "cpu", "cuda"] = "auto"
     demo_warmup: bool = True
-    demo_max_running: int = Field(default=2, ge=1)
+    # Demo runs at once. Each takes a whole core, so on a machine with two cores or fewer one
+    # run at a time leaves a core to the pages (benchmarks/load.sh: page p99 under demo load).
+    demo_max_running: int = Field(default_factory=lambda: default_demo_max_running(), ge=1)
     demo_max_queued: int = Field(default=4, ge=0)
     demo_time_budget_s: float = Field(default=10.0, gt=0)
 
@@ -40,6 +43,12 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite://", "postgresql")):
             raise ValueError("database_url must start with sqlite:// or postgresql")
         return value
+
+
+def default_demo_max_running(cores: int | None = None) -> int:
+    """2, or 1 where there are at most 2 cores (one stays with the web process)."""
+    cores = cores if cores is not None else os.cpu_count() or 1
+    return max(1, min(2, cores - 1))
 
 
 @lru_cache

@@ -69,6 +69,7 @@ class ContentError(Exception):
 
 # ---------------------------------------------------------------- file schemas
 
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -136,6 +137,7 @@ class TermFile(_Strict):
 
 
 # ---------------------------------------------------------------- reading
+
 
 @dataclass
 class Corpus:
@@ -255,6 +257,7 @@ def read_corpus(data_dir: Path) -> Corpus:
 
 # ---------------------------------------------------------------- cross-file checks
 
+
 def _known_presets() -> set[str]:
     from app.demo.presets import PRESETS  # torch-free module
 
@@ -323,9 +326,7 @@ def cross_check(corpus: Corpus, data_dir: Path) -> list[Problem]:
         for section, (low, high) in WORD_BOUNDS.items():
             words = markdown.word_count(getattr(term, section))
             if not low <= words <= high:
-                problems.append(
-                    Problem(name, section, f"has {words} words; allowed {low}-{high}")
-                )
+                problems.append(Problem(name, section, f"has {words} words; allowed {low}-{high}"))
         for section in ("summary", "definition", "background", "usage_note"):
             problems += _check_markdown(name, section, getattr(term, section), slugs)
         for index, org in enumerate(term.organizations):
@@ -381,9 +382,7 @@ def cross_check(corpus: Corpus, data_dir: Path) -> list[Problem]:
                 )
         for one_way in term.one_way_related:
             if one_way not in term.related:
-                problems.append(
-                    Problem(name, f"one_way_related.{one_way}", "is not in related")
-                )
+                problems.append(Problem(name, f"one_way_related.{one_way}", "is not in related"))
 
         if term.demo is not None and term.demo not in presets:
             problems.append(
@@ -439,6 +438,7 @@ def render_formula(tex: str) -> str:
 
 
 # ---------------------------------------------------------------- loading
+
 
 def _term_rows(corpus: Corpus) -> Iterable[SQLModel]:
     titles = {slug: term.title for slug, term in corpus.terms.items()}

@@ -105,10 +105,12 @@ def _letters(session: Session) -> list[LetterCount]:
 
 # ---------------------------------------------------------------- pages
 
+
 def build_home(session: Session, featured_slug: str) -> HomeView:
-    featured = session.get(Term, featured_slug) or session.exec(
-        select(Term).order_by(_title_order())
-    ).first()
+    featured = (
+        session.get(Term, featured_slug)
+        or session.exec(select(Term).order_by(_title_order())).first()
+    )
     return HomeView(
         term_count=session.exec(select(func.count()).select_from(Term)).one(),
         categories=_category_summaries(session),
@@ -376,8 +378,9 @@ def exact_names(hit: SearchHit) -> set[str]:
 def closest_terms(session: Session, text: str, count: int = 5) -> list[TermRef]:
     """Terms whose title or synonym is closest to text (typo-tolerant, for 404 and no-hit)."""
     return [
-        TermRef(slug=e.slug, title=e.title, summary=e.summary, category=e.category,
-                url=term_url(e.slug))
+        TermRef(
+            slug=e.slug, title=e.title, summary=e.summary, category=e.category, url=term_url(e.slug)
+        )
         for e in search_index.closest(session, text.rsplit("/", 1)[-1], count)
     ]
 

@@ -217,5 +217,3 @@ class SecurityMiddleware:
             await send(message)
 
         await response(scope, receive, send_with_headers)
-
-

@@ -102,23 +102,37 @@ def default_preset(repeats: int) -> None:
 
     print(f"\nDefault preset {DEFAULT_PRESET!r}: {config.as_dict()}")
     print(f"  (median of {repeats} runs each, interleaved; one torch thread)")
-    row("time to first progress event", f"{first * 1000:.0f} ms",
-        f"target <= {TARGETS['first_event_s'] * 1000:.0f} ms: {mark(first <= 0.2)}")
-    row("total time, batched engine", f"{total * 1000:.0f} ms",
-        f"target <= {TARGETS['total_s'] * 1000:.0f} ms: {mark(total <= 1.0)}")
+    row(
+        "time to first progress event",
+        f"{first * 1000:.0f} ms",
+        f"target <= {TARGETS['first_event_s'] * 1000:.0f} ms: {mark(first <= 0.2)}",
+    )
+    row(
+        "total time, batched engine",
+        f"{total * 1000:.0f} ms",
+        f"target <= {TARGETS['total_s'] * 1000:.0f} ms: {mark(total <= 1.0)}",
+    )
     row("total time, one-variant-at-a-time reference", f"{ref_total * 1000:.0f} ms")
-    row("speed-up of the batched engine", f"{speedup:.2f}x",
-        f"target >= {TARGETS['speedup']}x: {mark(speedup >= 1.5)} (median of paired runs)")
-    row("max relative difference engine vs reference", f"{diff:.1e}",
-        "same numbers" if diff < 1e-5 else "DIFFERENT")
+    row(
+        "speed-up of the batched engine",
+        f"{speedup:.2f}x",
+        f"target >= {TARGETS['speedup']}x: {mark(speedup >= 1.5)} (median of paired runs)",
+    )
+    row(
+        "max relative difference engine vs reference",
+        f"{diff:.1e}",
+        "same numbers" if diff < 1e-5 else "DIFFERENT",
+    )
     row("cached answer through DemoRunner", f"{statistics.median(cached) * 1000:.2f} ms")
     print(f"  summary: {runs[-1][2]['summary']}")
 
 
 def largest_runs() -> None:
     print(f"\nLargest runs the compute budget ({BUDGET_S:g} s) allows, per preset:")
-    print(f"  {'preset':<22} {'depth':>5} {'width':>5} {'batch':>5} {'steps':>5} "
-          f"{'estimate':>9} {'measured':>9}")
+    print(
+        f"  {'preset':<22} {'depth':>5} {'width':>5} {'batch':>5} {'steps':>5} "
+        f"{'estimate':>9} {'measured':>9}"
+    )
     worst = 0.0
     for name, preset in PRESETS.items():
         bounds = {p.name: p for p in preset.params}
@@ -135,13 +149,22 @@ def largest_runs() -> None:
                 while batch > 8 and max_steps_for(preset, depth, width, batch) < 1:
                     batch //= 2
             steps = min(int(bounds["steps"].max or 0), max_steps_for(preset, depth, width, batch))
-            config = resolve_config(name, {"depth": str(depth), "width": str(width),
-                                           "batch_size": str(batch), "steps": str(steps)})
+            config = resolve_config(
+                name,
+                {
+                    "depth": str(depth),
+                    "width": str(width),
+                    "batch_size": str(batch),
+                    "steps": str(steps),
+                },
+            )
             _, total, _ = timed_engine(config)
             worst = max(worst, total)
             est = estimate_seconds(preset, depth, width, batch, steps)
-            print(f"  {name:<22} {depth:>5} {width:>5} {batch:>5} {steps:>5} "
-                  f"{est:>8.2f}s {total:>8.2f}s")
+            print(
+                f"  {name:<22} {depth:>5} {width:>5} {batch:>5} {steps:>5} "
+                f"{est:>8.2f}s {total:>8.2f}s"
+            )
     print(f"  slowest allowed run measured: {worst:.2f} s")
 
 
@@ -154,8 +177,10 @@ def main() -> None:
     t0 = time.perf_counter()
     import torch
 
-    print(f"torch {torch.__version__}, import {time.perf_counter() - t0:.2f} s, "
-          f"{os.cpu_count()} CPUs, device cpu")
+    print(
+        f"torch {torch.__version__}, import {time.perf_counter() - t0:.2f} s, "
+        f"{os.cpu_count()} CPUs, device cpu"
+    )
     default_preset(args.repeats)
     if not args.quick:
         largest_runs()

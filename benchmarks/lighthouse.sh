@@ -21,7 +21,14 @@ export GLOSSARY_DATABASE_URL="sqlite:///$work/lighthouse.db"
 .venv/bin/glossary load >/dev/null
 .venv/bin/uvicorn app.main:app --host 127.0.0.1 --port "$port" --no-access-log --log-level warning &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+cleanup() {
+  local status=$?
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
 base="http://127.0.0.1:$port"
 for _ in $(seq 100); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.2; done
 # Let the demo warm-up fill its cache, as on a server that has been up for a while.
@@ -30,7 +37,7 @@ for _ in $(seq 100); do
 done
 sleep 2
 
-flags="--headless=new --no-sandbox --disable-gpu --disable-quic --no-first-run"
+flags="--headless --no-sandbox --disable-gpu --disable-quic --no-first-run"
 flags+=" --disable-background-networking --disable-component-update --disable-sync"
 pages=("/" "/terms/residual-connection" "/search?q=normalization")
 echo "Lighthouse $("$lighthouse" --version), $("$CHROME_PATH" --version 2>/dev/null | head -1)," \

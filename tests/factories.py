@@ -81,22 +81,29 @@ def default_terms() -> dict[str, dict[str, Any]]:
             "Residual Connection",
             ["resnet", "vanishing-gradient", "layer-normalization"],
             synonyms=["Skip connection", "Residual block"],
-            definition="A residual connection adds the input back, as in [[resnet]]. "
-            + words(70),
+            definition="A residual connection adds the input back, as in [[resnet]]. " + words(70),
             formula="y = \\mathcal{F}(x) + x",
             demo="residual-vs-plain",
-            read_more=[{"title": "Residual neural network - Wikipedia",
-                        "url": "https://en.wikipedia.org/wiki/Residual_neural_network"}],
+            read_more=[
+                {
+                    "title": "Residual neural network - Wikipedia",
+                    "url": "https://en.wikipedia.org/wiki/Residual_neural_network",
+                }
+            ],
             organizations=[{"key": "microsoft-research", "note": "Created ResNet in 2015."}],
         ),
-        "resnet": term("ResNet", ["residual-connection", "vanishing-gradient",
-                                  "layer-normalization"]),
+        "resnet": term(
+            "ResNet", ["residual-connection", "vanishing-gradient", "layer-normalization"]
+        ),
         "vanishing-gradient": term(
-            "Vanishing Gradient", ["residual-connection", "resnet", "layer-normalization"],
-            category="training-optimization", demo="vanishing-gradient",
+            "Vanishing Gradient",
+            ["residual-connection", "resnet", "layer-normalization"],
+            category="training-optimization",
+            demo="vanishing-gradient",
         ),
         "layer-normalization": term(
-            "Layer Normalization", ["residual-connection", "resnet", "vanishing-gradient"],
+            "Layer Normalization",
+            ["residual-connection", "resnet", "vanishing-gradient"],
             synonyms=["LayerNorm", "LN"],
         ),
     }

@@ -30,8 +30,7 @@ def running_server(settings: Settings) -> Iterator[str]:
 def serving(app: FastAPI) -> Iterator[str]:
     """Serve an app (already built, perhaps adjusted by the test) on 127.0.0.1."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port,
-                            log_level="warning", access_log=False)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -77,14 +77,13 @@ def build_model(config: DemoConfig, preset: Preset, data: TaskData) -> torch.nn.
         )
         for v in preset.variants
     )
-    mcfg = MLPConfig(variants=variants, d_in=data.d_in, d_out=data.d_out, width=config.width,
-                     depth=config.depth)
+    mcfg = MLPConfig(
+        variants=variants, d_in=data.d_in, d_out=data.d_out, width=config.width, depth=config.depth
+    )
     return BatchedMLP(mcfg, config.seed)
 
 
-def make_optimizer(
-    preset: Preset, params: list[torch.Tensor], lr: float
-) -> torch.optim.Optimizer:
+def make_optimizer(preset: Preset, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
     """Per-element optimizers only, so a stacked parameter trains exactly like K separate ones
     (no gradient clipping or other cross-element coupling)."""
     if preset.optimizer == "adam":
@@ -159,12 +158,14 @@ def run_experiment(
             ]
             recorded.append((step, layers))
             if on_progress is not None:
-                on_progress({
-                    "step": step,
-                    "total_steps": config.steps,
-                    "losses": {n: list(losses[k]) for k, n in enumerate(names)},
-                    "layers": {n: layers[k] for k, n in enumerate(names)},
-                })
+                on_progress(
+                    {
+                        "step": step,
+                        "total_steps": config.steps,
+                        "losses": {n: list(losses[k]) for k, n in enumerate(names)},
+                        "layers": {n: layers[k] for k, n in enumerate(names)},
+                    }
+                )
         if step < config.steps:
             opt.step()
 
@@ -229,8 +230,10 @@ def _and(parts: list[str]) -> str:
 def _final_losses(config: DemoConfig, variants: list[dict[str, Any]]) -> str:
     if config.steps == 0:
         return ""
-    vals = [("diverged" if v["loss"][-1] is None else f"{v['loss'][-1]:.3g}") + f" ({v['name']})"
-            for v in variants]
+    vals = [
+        ("diverged" if v["loss"][-1] is None else f"{v['loss'][-1]:.3g}") + f" ({v['name']})"
+        for v in variants
+    ]
     return f"; after {config.steps} steps the loss is " + _and(vals)
 
 
@@ -239,37 +242,52 @@ def summarize(config: DemoConfig, variants: list[dict[str, Any]]) -> str:
     by = {v["name"]: v for v in variants}
     depth, losses = config.depth, _final_losses(config, variants)
     if config.preset == "residual-vs-plain":
-        return (f"Layer 1 of the plain network gets a weight gradient "
-                f"{fmt(first_last_ratio(by['plain']))} times that of its last layer "
-                f"(layer {depth}); with residual connections, "
-                f"{fmt(first_last_ratio(by['residual']))} times{losses}.")
+        return (
+            f"Layer 1 of the plain network gets a weight gradient "
+            f"{fmt(first_last_ratio(by['plain']))} times that of its last layer "
+            f"(layer {depth}); with residual connections, "
+            f"{fmt(first_last_ratio(by['residual']))} times{losses}."
+        )
     if config.preset == "vanishing-gradient":
         parts = [f"{fmt(per_layer_factor(v))} with {v['label']} units" for v in variants]
-        return (f"Going back from layer {depth} to layer 1, the gradient reaching each layer "
-                f"shrinks by a factor of about {_and(parts)} per layer (layer 1 gets "
-                f"{fmt(first_last_ratio(variants[0], AG))} times the gradient of layer {depth} "
-                f"with {variants[0]['name']}){losses}.")
+        return (
+            f"Going back from layer {depth} to layer 1, the gradient reaching each layer "
+            f"shrinks by a factor of about {_and(parts)} per layer (layer 1 gets "
+            f"{fmt(first_last_ratio(variants[0], AG))} times the gradient of layer {depth} "
+            f"with {variants[0]['name']}){losses}."
+        )
     if config.preset == "layernorm-placement":
         post, pre = by["post-ln"], by["pre-ln"]
         lp, lq = post["layers"][-1][WG], pre["layers"][-1][WG]
         k = None if lp is None or lq is None or lq == 0 else lp / lq
-        inv = [None if r is None or r == 0 else 1 / r
-               for r in (first_last_ratio(post), first_last_ratio(pre))]
-        return (f"At initialization the last Post-LN block's weight gradient is {fmt(k)} times "
-                f"the last Pre-LN block's; from block 1 to block {depth} it changes by a factor "
-                f"of {fmt(inv[0])} in Post-LN and {fmt(inv[1])} in Pre-LN{losses}.")
+        inv = [
+            None if r is None or r == 0 else 1 / r
+            for r in (first_last_ratio(post), first_last_ratio(pre))
+        ]
+        return (
+            f"At initialization the last Post-LN block's weight gradient is {fmt(k)} times "
+            f"the last Pre-LN block's; from block 1 to block {depth} it changes by a factor "
+            f"of {fmt(inv[0])} in Post-LN and {fmt(inv[1])} in Pre-LN{losses}."
+        )
     if config.preset == "normalization":
-        parts = [f"{fmt(first_last_ratio(v))} times that of layer {depth} "
-                 + ("without normalization" if v["name"] == "none" else f"with {v['label']}")
-                 for v in variants]
+        parts = [
+            f"{fmt(first_last_ratio(v))} times that of layer {depth} "
+            + ("without normalization" if v["name"] == "none" else f"with {v['label']}")
+            for v in variants
+        ]
         return f"Layer 1 gets a weight gradient {_and(parts)}{losses}."
     # activation-functions, initialization: the gradient reaching layer 1 vs layer L
     if config.preset == "activation-functions":
         parts = [f"{fmt(first_last_ratio(v, AG))} with {v['label']}" for v in variants]
         tail = " units"
     else:
-        parts = [f"{fmt(first_last_ratio(v, AG))} with "
-                 f"{'the default' if v['name'] == 'default' else v['label']}" for v in variants]
+        parts = [
+            f"{fmt(first_last_ratio(v, AG))} with "
+            f"{'the default' if v['name'] == 'default' else v['label']}"
+            for v in variants
+        ]
         tail = " initialization"
-    return (f"The gradient reaching layer 1 is {_and(parts)}{tail} times the one reaching "
-            f"layer {depth}{losses}.")
+    return (
+        f"The gradient reaching layer 1 is {_and(parts)}{tail} times the one reaching "
+        f"layer {depth}{losses}."
+    )

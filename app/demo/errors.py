@@ -15,9 +15,7 @@ class GateFull(Exception):
     """Too many runs are running or queued; the client should retry after retry_after_s."""
 
     def __init__(self, retry_after_s: int, message: str | None = None) -> None:
-        super().__init__(
-            message or f"the demo is busy; retry in about {retry_after_s} s"
-        )
+        super().__init__(message or f"the demo is busy; retry in about {retry_after_s} s")
         self.retry_after_s = retry_after_s
 
 

@@ -165,15 +165,18 @@ class BatchedMLP(nn.Module):  # type: ignore[misc]  # torch is untyped here
         self._scale = scales.pop() if len(scales) == 1 else None
         # mixed plain/residual: h_new = a*h + s*f with a = 1 (residual) or 0 (plain) and
         # s = branch scale (plain: 1), exact for finite h
-        self.register_buffer("_a", torch.tensor([float(r) for r in res]).view(k, 1, 1),
-                             persistent=False)
         self.register_buffer(
-            "_s", torch.tensor([v.branch_scale if v.residual else 1.0 for v in vs]).view(k, 1, 1),
+            "_a", torch.tensor([float(r) for r in res]).view(k, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "_s",
+            torch.tensor([v.branch_scale if v.residual else 1.0 for v in vs]).view(k, 1, 1),
             persistent=False,
         )
 
-    def _norm(self, runs: list[Run], h: torch.Tensor, nw: torch.Tensor, nb: torch.Tensor
-              ) -> torch.Tensor:
+    def _norm(
+        self, runs: list[Run], h: torch.Tensor, nw: torch.Tensor, nb: torch.Tensor
+    ) -> torch.Tensor:
         if len(runs) == 1 and runs[0][0] == "none":
             return h
 
@@ -281,15 +284,20 @@ class BatchedTransformer(nn.Module):  # type: ignore[misc]  # torch is untyped h
                     for j in range(3):  # q, k, v: each its own (W, W) Xavier matrix
                         part = slice(j * w, (j + 1) * w)
                         init_stacked_(aw[:, part], ab[part], "xavier", g)
-                    for pw, pb in ((self.proj_w, self.proj_b), (self.fc1_w, self.fc1_b),
-                                   (self.fc2_w, self.fc2_b)):
+                    for pw, pb in (
+                        (self.proj_w, self.proj_b),
+                        (self.fc1_w, self.fc1_b),
+                        (self.fc2_w, self.fc2_b),
+                    ):
                         init_stacked_(pw[layer, i], pb[layer, i, 0], "xavier", g)
                 init_stacked_(self.head_w[i], self.head_b[i, 0], "xavier", g)
         # per-variant masks (K, 1, 1, 1): LN before the branch, LN after the sum, residual add
         kinds = cfg.blocks
-        for name, on in (("_pre", [b == "pre-ln" for b in kinds]),
-                         ("_post", [b in ("post-ln", "no-residual") for b in kinds]),
-                         ("_res", [b in ("post-ln", "pre-ln") for b in kinds])):
+        for name, on in (
+            ("_pre", [b == "pre-ln" for b in kinds]),
+            ("_post", [b in ("post-ln", "no-residual") for b in kinds]),
+            ("_res", [b in ("post-ln", "pre-ln") for b in kinds]),
+        ):
             self.register_buffer(name, torch.tensor(on).view(k, 1, 1, 1), persistent=False)
             setattr(self, "_any" + name, any(on))
         self._mixed = len(set(kinds)) > 1
@@ -324,15 +332,21 @@ class BatchedTransformer(nn.Module):  # type: ignore[misc]  # torch is untyped h
         pre, post, res = self._pre, self._post, self._res
         u = h
         if self._any_pre:
-            u = torch.where(pre, layer_norm(h, ln_w, ln_b), h) if self._mixed else (
-                layer_norm(h, ln_w, ln_b))
+            u = (
+                torch.where(pre, layer_norm(h, ln_w, ln_b), h)
+                if self._mixed
+                else (layer_norm(h, ln_w, ln_b))
+            )
         f = fn(u)  # the attention or MLP branch, batched over all variants
         y = f
         if self._any_res:
             y = torch.where(res, h + f, f) if self._mixed else h + f
         if self._any_post:
-            y = torch.where(post, layer_norm(y, ln_w, ln_b), y) if self._mixed else (
-                layer_norm(y, ln_w, ln_b))
+            y = (
+                torch.where(post, layer_norm(y, ln_w, ln_b), y)
+                if self._mixed
+                else (layer_norm(y, ln_w, ln_b))
+            )
         return y
 
     def forward(
@@ -340,10 +354,24 @@ class BatchedTransformer(nn.Module):  # type: ignore[misc]  # torch is untyped h
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x (B, T) shared by all variants -> out (K, B, T, O), block inputs [(K, B, T, W)]."""
         h = torch.addcmul(self.tok_b[:, None], x[None, :, :, None], self.tok_w[:, None])
-        names = ("attn_w", "attn_b", "proj_w", "proj_b", "fc1_w", "fc1_b", "fc2_w", "fc2_b",
-                 "ln1_w", "ln1_b", "ln2_w", "ln2_b")
-        per_layer = [dict(zip(names, ps, strict=True))  # unbind once, not L selects
-                     for ps in zip(*(getattr(self, n).unbind(0) for n in names), strict=True)]
+        names = (
+            "attn_w",
+            "attn_b",
+            "proj_w",
+            "proj_b",
+            "fc1_w",
+            "fc1_b",
+            "fc2_w",
+            "fc2_b",
+            "ln1_w",
+            "ln1_b",
+            "ln2_w",
+            "ln2_b",
+        )
+        per_layer = [
+            dict(zip(names, ps, strict=True))  # unbind once, not L selects
+            for ps in zip(*(getattr(self, n).unbind(0) for n in names), strict=True)
+        ]
         inputs = []
         for p in per_layer:
             if keep_inputs:
@@ -360,8 +388,9 @@ class BatchedTransformer(nn.Module):  # type: ignore[misc]  # torch is untyped h
 
     def block_weight_grad_norms(self) -> torch.Tensor:
         """Frobenius norm of each block's weight gradients (q,k,v, proj, fc1, fc2): (K, depth)."""
-        squares = sum(_gnorms(p).square() for p in (self.attn_w, self.proj_w, self.fc1_w,
-                                                      self.fc2_w))
+        squares = sum(
+            _gnorms(p).square() for p in (self.attn_w, self.proj_w, self.fc1_w, self.fc2_w)
+        )
         return torch.as_tensor(squares).sqrt().T
 
 

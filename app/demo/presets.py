@@ -143,8 +143,12 @@ class Preset:
 
     def fixed_settings(self) -> dict[str, ParamValue]:
         """The settings this preset holds fixed (neither a parameter nor varied by a variant)."""
-        varied = {f for v in self.variants for f in ("activation", "init", "norm")
-                  if getattr(v, f) is not None}
+        varied = {
+            f
+            for v in self.variants
+            for f in ("activation", "init", "norm")
+            if getattr(v, f) is not None
+        }
         if not any(v.residual for v in self.variants):
             varied.add("branch_scale")
         return {k: v for k, v in self.fixed if k not in varied}
@@ -268,156 +272,197 @@ def _make_presets() -> dict[str, Preset]:
         _spec("norm", "none"),
         _spec("branch_scale", "1/sqrt(depth)"),
     )
-    presets.append(Preset(
-        name="residual-vs-plain",
-        title="Residual connections vs a plain deep network",
-        description=(
-            "The same deep MLP with and without residual connections h + s*f(h). In the plain "
-            "network the gradient shrinks layer by layer toward the input, so its first layers "
-            "barely learn; the identity path of the residual network carries the gradient "
-            "back to every layer at nearly the same size."
-        ),
-        citation="He et al., 2016",
-        arch="mlp",
-        optimizer="sgd",
-        variants=(
-            Variant("plain", "Plain", "h = f(h) in every layer.", residual=False),
-            Variant("residual", "Residual", "h = h + s*f(h) in every layer.", residual=True),
-        ),
-        params=params,
-        fixed=_fixed(params),
-    ))
+    presets.append(
+        Preset(
+            name="residual-vs-plain",
+            title="Residual connections vs a plain deep network",
+            description=(
+                "The same deep MLP with and without residual connections h + s*f(h). In the plain "
+                "network the gradient shrinks layer by layer toward the input, so its first layers "
+                "barely learn; the identity path of the residual network carries the gradient "
+                "back to every layer at nearly the same size."
+            ),
+            citation="He et al., 2016",
+            arch="mlp",
+            optimizer="sgd",
+            variants=(
+                Variant("plain", "Plain", "h = f(h) in every layer.", residual=False),
+                Variant("residual", "Residual", "h = h + s*f(h) in every layer.", residual=True),
+            ),
+            params=params,
+            fixed=_fixed(params),
+        )
+    )
 
     params = _with(
         _common(depth=10, width=64, steps=100, batch_size=64, lr=0.1),
         _spec("init", "default"),
     )
-    presets.append(Preset(
-        name="vanishing-gradient",
-        title="Vanishing gradients in a deep sigmoid network",
-        description=(
-            "A deep plain MLP with sigmoid, tanh or ReLU units. With sigmoid the gradient "
-            "shrinks by a roughly constant factor at every layer, so it decays geometrically "
-            "toward the input; tanh and ReLU lose much less per layer."
-        ),
-        citation="Glorot and Bengio, 2010",
-        arch="mlp",
-        optimizer="sgd",
-        variants=(
-            Variant("sigmoid", "Sigmoid", "Logistic sigmoid units.", activation="sigmoid"),
-            Variant("tanh", "Tanh", "Hyperbolic tangent units.", activation="tanh"),
-            Variant("relu", "ReLU", "Rectified linear units.", activation="relu"),
-        ),
-        params=params,
-        fixed=_fixed(params, residual="no"),
-    ))
+    presets.append(
+        Preset(
+            name="vanishing-gradient",
+            title="Vanishing gradients in a deep sigmoid network",
+            description=(
+                "A deep plain MLP with sigmoid, tanh or ReLU units. With sigmoid the gradient "
+                "shrinks by a roughly constant factor at every layer, so it decays geometrically "
+                "toward the input; tanh and ReLU lose much less per layer."
+            ),
+            citation="Glorot and Bengio, 2010",
+            arch="mlp",
+            optimizer="sgd",
+            variants=(
+                Variant("sigmoid", "Sigmoid", "Logistic sigmoid units.", activation="sigmoid"),
+                Variant("tanh", "Tanh", "Hyperbolic tangent units.", activation="tanh"),
+                Variant("relu", "ReLU", "Rectified linear units.", activation="relu"),
+            ),
+            params=params,
+            fixed=_fixed(params, residual="no"),
+        )
+    )
 
     params = _with(
         _common(depth=32, width=64, steps=100, batch_size=64, lr=0.02),
         _spec("activation", "tanh"),
         _spec("init", "default"),
     )
-    presets.append(Preset(
-        name="normalization",
-        title="Normalization layers in a deep network",
-        description=(
-            "A deep plain MLP without normalization, with layer normalization and with batch "
-            "normalization before every hidden layer. Without it the gradient fades toward "
-            "the input; normalizing each layer's input keeps the gradient at a similar scale "
-            "across depth, and the normalized networks train faster."
-        ),
-        citation="Ioffe and Szegedy, 2015; Ba et al., 2016",
-        arch="mlp",
-        optimizer="sgd",
-        variants=(
-            Variant("none", "No normalization", "Plain layers.", norm="none"),
-            Variant("layernorm", "LayerNorm", "Layer normalization (per example).",
-                    norm="layernorm"),
-            Variant("batchnorm", "BatchNorm", "Batch normalization (per feature, batch "
-                    "statistics).", norm="batchnorm"),
-        ),
-        params=params,
-        fixed=_fixed(params, residual="no"),
-    ))
+    presets.append(
+        Preset(
+            name="normalization",
+            title="Normalization layers in a deep network",
+            description=(
+                "A deep plain MLP without normalization, with layer normalization and with batch "
+                "normalization before every hidden layer. Without it the gradient fades toward "
+                "the input; normalizing each layer's input keeps the gradient at a similar scale "
+                "across depth, and the normalized networks train faster."
+            ),
+            citation="Ioffe and Szegedy, 2015; Ba et al., 2016",
+            arch="mlp",
+            optimizer="sgd",
+            variants=(
+                Variant("none", "No normalization", "Plain layers.", norm="none"),
+                Variant(
+                    "layernorm", "LayerNorm", "Layer normalization (per example).", norm="layernorm"
+                ),
+                Variant(
+                    "batchnorm",
+                    "BatchNorm",
+                    "Batch normalization (per feature, batch statistics).",
+                    norm="batchnorm",
+                ),
+            ),
+            params=params,
+            fixed=_fixed(params, residual="no"),
+        )
+    )
 
-    params = _common(depth=12, width=32, steps=50, batch_size=16, lr=1e-3,
-                     bounds={"lr": {"max": 0.1}, "width": {"max": 128}})
-    presets.append(Preset(
-        name="layernorm-placement",
-        title="Post-LN vs Pre-LN transformer blocks",
-        description=(
-            "Transformer blocks (self-attention and MLP) with layer normalization after the "
-            "residual addition (Post-LN, the original Transformer), inside the residual branch "
-            "(Pre-LN), or without a residual path. At initialization the Post-LN blocks near "
-            "the output get much larger gradients than Pre-LN's, which is why Post-LN needs a "
-            "learning-rate warm-up; Pre-LN gradients are about the same in every block."
-        ),
-        citation="Xiong et al., 2020",
-        arch="transformer",
-        optimizer="adam",
-        variants=(
-            Variant("post-ln", "Post-LN", "x = LN(x + F(x)).", block="post-ln"),
-            Variant("pre-ln", "Pre-LN", "x = x + F(LN(x)), final LN before the head.",
-                    block="pre-ln"),
-            Variant("no-residual", "No residual", "x = LN(F(x)).", block="no-residual"),
-        ),
-        params=params,
-        fixed=(("activation", "relu"), ("init", "xavier"), ("tokens", "one per input feature"),
-               ("attention_heads", 1), ("warmup", "none")),
-    ))
+    params = _common(
+        depth=12,
+        width=32,
+        steps=50,
+        batch_size=16,
+        lr=1e-3,
+        bounds={"lr": {"max": 0.1}, "width": {"max": 128}},
+    )
+    presets.append(
+        Preset(
+            name="layernorm-placement",
+            title="Post-LN vs Pre-LN transformer blocks",
+            description=(
+                "Transformer blocks (self-attention and MLP) with layer normalization after the "
+                "residual addition (Post-LN, the original Transformer), inside the residual branch "
+                "(Pre-LN), or without a residual path. At initialization the Post-LN blocks near "
+                "the output get much larger gradients than Pre-LN's, which is why Post-LN needs a "
+                "learning-rate warm-up; Pre-LN gradients are about the same in every block."
+            ),
+            citation="Xiong et al., 2020",
+            arch="transformer",
+            optimizer="adam",
+            variants=(
+                Variant("post-ln", "Post-LN", "x = LN(x + F(x)).", block="post-ln"),
+                Variant(
+                    "pre-ln",
+                    "Pre-LN",
+                    "x = x + F(LN(x)), final LN before the head.",
+                    block="pre-ln",
+                ),
+                Variant("no-residual", "No residual", "x = LN(F(x)).", block="no-residual"),
+            ),
+            params=params,
+            fixed=(
+                ("activation", "relu"),
+                ("init", "xavier"),
+                ("tokens", "one per input feature"),
+                ("attention_heads", 1),
+                ("warmup", "none"),
+            ),
+        )
+    )
 
     params = _with(
         _common(depth=16, width=64, steps=100, batch_size=64, lr=0.01),
         _spec("init", "kaiming"),
         _spec("norm", "none"),
     )
-    presets.append(Preset(
-        name="activation-functions",
-        title="Activation functions in a deep network",
-        description=(
-            "The same deep plain MLP with ReLU, tanh, sigmoid and GELU units. With He (Kaiming) "
-            "initialization ReLU keeps the gradient at the same scale in every layer, while "
-            "sigmoid, whose slope is at most 1/4, loses most of it at each layer."
-        ),
-        citation="He et al., 2015; Glorot and Bengio, 2010",
-        arch="mlp",
-        optimizer="sgd",
-        variants=tuple(
-            Variant(a, label, f"{label} units.", activation=a)
-            for a, label in (("relu", "ReLU"), ("tanh", "Tanh"), ("sigmoid", "Sigmoid"),
-                             ("gelu", "GELU"))
-        ),
-        params=params,
-        fixed=_fixed(params, residual="no"),
-    ))
+    presets.append(
+        Preset(
+            name="activation-functions",
+            title="Activation functions in a deep network",
+            description=(
+                "The same deep plain MLP with ReLU, tanh, sigmoid and GELU units. With He "
+                "(Kaiming) initialization ReLU keeps the gradient at the same scale in every "
+                "layer, while sigmoid, whose slope is at most 1/4, loses most of it at each layer."
+            ),
+            citation="He et al., 2015; Glorot and Bengio, 2010",
+            arch="mlp",
+            optimizer="sgd",
+            variants=tuple(
+                Variant(a, label, f"{label} units.", activation=a)
+                for a, label in (
+                    ("relu", "ReLU"),
+                    ("tanh", "Tanh"),
+                    ("sigmoid", "Sigmoid"),
+                    ("gelu", "GELU"),
+                )
+            ),
+            params=params,
+            fixed=_fixed(params, residual="no"),
+        )
+    )
 
     params = _with(
         _common(depth=16, width=64, steps=100, batch_size=64, lr=0.02),
         _spec("activation", "relu"),
         _spec("norm", "none"),
     )
-    presets.append(Preset(
-        name="initialization",
-        title="Weight initialization in a deep network",
-        description=(
-            "The same deep plain ReLU MLP with torch's default, Xavier and Kaiming (He) "
-            "initialization. Only Kaiming, which doubles the weight variance to make up for "
-            "the half of the units ReLU switches off, keeps the gradient at the same scale "
-            "across layers; with the others it shrinks at every layer."
-        ),
-        citation="He et al., 2015; Glorot and Bengio, 2010",
-        arch="mlp",
-        optimizer="sgd",
-        variants=(
-            Variant("default", "Default", "torch's nn.Linear init, U(-1/sqrt(n), 1/sqrt(n)).",
-                    init="default"),
-            Variant("xavier", "Xavier", "Glorot uniform, variance 2/(n_in + n_out).",
-                    init="xavier"),
-            Variant("kaiming", "Kaiming", "He normal, variance 2/n_in.", init="kaiming"),
-        ),
-        params=params,
-        fixed=_fixed(params, residual="no"),
-    ))
+    presets.append(
+        Preset(
+            name="initialization",
+            title="Weight initialization in a deep network",
+            description=(
+                "The same deep plain ReLU MLP with torch's default, Xavier and Kaiming (He) "
+                "initialization. Only Kaiming, which doubles the weight variance to make up for "
+                "the half of the units ReLU switches off, keeps the gradient at the same scale "
+                "across layers; with the others it shrinks at every layer."
+            ),
+            citation="He et al., 2015; Glorot and Bengio, 2010",
+            arch="mlp",
+            optimizer="sgd",
+            variants=(
+                Variant(
+                    "default",
+                    "Default",
+                    "torch's nn.Linear init, U(-1/sqrt(n), 1/sqrt(n)).",
+                    init="default",
+                ),
+                Variant(
+                    "xavier", "Xavier", "Glorot uniform, variance 2/(n_in + n_out).", init="xavier"
+                ),
+                Variant("kaiming", "Kaiming", "He normal, variance 2/n_in.", init="kaiming"),
+            ),
+            params=params,
+            fixed=_fixed(params, residual="no"),
+        )
+    )
     return {p.name: p for p in presets}
 
 
@@ -466,10 +511,15 @@ def resolve_config(preset: str | None, params: Mapping[str, str | None]) -> Demo
         p = spec.param(pname)
         if p is None:
             applicable = ", ".join(q.name for q in spec.params)
-            errors.append({"param": pname, "message": (
-                f"{pname} does not apply to preset {name!r} (the preset fixes it or its "
-                f"variants vary it); the parameters that apply are: {applicable}"
-            )})
+            errors.append(
+                {
+                    "param": pname,
+                    "message": (
+                        f"{pname} does not apply to preset {name!r} (the preset fixes it or its "
+                        f"variants vary it); the parameters that apply are: {applicable}"
+                    ),
+                }
+            )
             continue
         try:
             values[pname] = p.parse(raw)
@@ -495,24 +545,30 @@ def resolve_config(preset: str | None, params: Mapping[str, str | None]) -> Demo
     cost = estimate_seconds(spec, config.depth, config.width, config.batch_size, config.steps)
     if cost > BUDGET_S:
         max_steps = max_steps_for(spec, config.depth, config.width, config.batch_size)
-        size = (f"depth={config.depth}, width={config.width} and "
-                f"batch_size={config.batch_size}")
+        size = f"depth={config.depth}, width={config.width} and batch_size={config.batch_size}"
         if estimate_seconds(spec, config.depth, config.width, config.batch_size, 0) > BUDGET_S:
             # even initialization alone is too big: blame the size parameter furthest above
             # its default
             d = spec.defaults
-            param = max(("batch_size", "width", "depth"),
-                        key=lambda n: getattr(config, n) / float(d[n]))
-            raise DemoInputError(param, (
-                f"{size} are too large together for the compute budget of about "
-                f"{BUDGET_S:g} s per run, even with steps=0; lower {param} "
-                f"(now {getattr(config, param)})"
-            ))
-        raise DemoInputError("steps", (
-            f"steps must be at most {max_steps} for {size} to stay within the compute "
-            f"budget of about {BUDGET_S:g} s per run, got {config.steps}; lower steps, "
-            "depth, width or batch_size"
-        ))
+            param = max(
+                ("batch_size", "width", "depth"), key=lambda n: getattr(config, n) / float(d[n])
+            )
+            raise DemoInputError(
+                param,
+                (
+                    f"{size} are too large together for the compute budget of about "
+                    f"{BUDGET_S:g} s per run, even with steps=0; lower {param} "
+                    f"(now {getattr(config, param)})"
+                ),
+            )
+        raise DemoInputError(
+            "steps",
+            (
+                f"steps must be at most {max_steps} for {size} to stay within the compute "
+                f"budget of about {BUDGET_S:g} s per run, got {config.steps}; lower steps, "
+                "depth, width or batch_size"
+            ),
+        )
     return config
 
 

@@ -61,8 +61,14 @@ class RefMLP(nn.Module):  # type: ignore[misc]  # torch is untyped here
         w = config.width
         self.stem = nn.Linear(d_in, w)
         self.blocks = nn.ModuleList(
-            RefBlock(w, v.activation or config.activation, bool(v.residual),
-                     config.branch_scale_value(), v.norm or config.norm, norm_position)
+            RefBlock(
+                w,
+                v.activation or config.activation,
+                bool(v.residual),
+                config.branch_scale_value(),
+                v.norm or config.norm,
+                norm_position,
+            )
             for _ in range(config.depth)
         )
         self.head = nn.Linear(w, d_out)
@@ -129,7 +135,7 @@ class RefTransformer(nn.Module):  # type: ignore[misc]  # torch is untyped here
         nn.init.normal_(self.tok_b)
         for b in self.blocks:
             for j in range(3):  # q, k, v: each its own Xavier matrix
-                nn.init.xavier_uniform_(b.attn.c_attn.weight[j * w:(j + 1) * w])
+                nn.init.xavier_uniform_(b.attn.c_attn.weight[j * w : (j + 1) * w])
             nn.init.zeros_(b.attn.c_attn.bias)
             for lin in (b.attn.c_proj, b.fc1, b.fc2):
                 _reinit(lin, "xavier")
@@ -147,8 +153,10 @@ class RefTransformer(nn.Module):  # type: ignore[misc]  # torch is untyped here
         return self.head(h), inputs  # (B, T, O)
 
     def weights(self) -> list[list[torch.Tensor]]:
-        return [[b.attn.c_attn.weight, b.attn.c_proj.weight, b.fc1.weight, b.fc2.weight]
-                for b in self.blocks]
+        return [
+            [b.attn.c_attn.weight, b.attn.c_proj.weight, b.fc1.weight, b.fc2.weight]
+            for b in self.blocks
+        ]
 
 
 def _norm(ts: list[torch.Tensor]) -> float:
@@ -178,8 +186,9 @@ def run_variant(config: DemoConfig, v: Variant) -> dict[str, Any]:
         out, inputs = model(x)
         if data.classification:
             if out.dim() == 3:  # every token predicts the class
-                loss = F.cross_entropy(out.reshape(-1, out.shape[-1]),
-                                       y.repeat_interleave(out.shape[1]))
+                loss = F.cross_entropy(
+                    out.reshape(-1, out.shape[-1]), y.repeat_interleave(out.shape[1])
+                )
             else:
                 loss = F.cross_entropy(out, y)
         else:
@@ -189,16 +198,23 @@ def run_variant(config: DemoConfig, v: Variant) -> dict[str, Any]:
         losses.append(loss.item())
         if step in record_at:
             layers = [
-                {"index": i + 1,
-                 "weight_grad_norm": _norm([w.grad for w in ws if w.grad is not None]),
-                 "activation_grad_norm": _norm([h.grad]) if h.grad is not None else 0.0}
+                {
+                    "index": i + 1,
+                    "weight_grad_norm": _norm([w.grad for w in ws if w.grad is not None]),
+                    "activation_grad_norm": _norm([h.grad]) if h.grad is not None else 0.0,
+                }
                 for i, (ws, h) in enumerate(zip(model.weights(), inputs, strict=True))
             ]
             recorded.append({"step": step, "layers": layers})
         if step < config.steps:
             opt.step()
-    return {"name": v.name, "label": v.label, "layers": recorded[0]["layers"], "loss": losses,
-            "recorded_steps": recorded}
+    return {
+        "name": v.name,
+        "label": v.label,
+        "layers": recorded[0]["layers"],
+        "loss": losses,
+        "recorded_steps": recorded,
+    }
 
 
 def run_reference(config: DemoConfig, threads: int | None = None) -> list[dict[str, Any]]:

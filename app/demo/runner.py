@@ -19,12 +19,9 @@ torch is imported by the first worker that needs it, or by start_warmup()'s thre
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import math
-import os
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -39,7 +36,6 @@ __all__ = ["DemoDeviceError", "DemoRunner", "GateFull", "RunCancelled", "RunTime
 
 log = logging.getLogger(__name__)
 
-NICE = int(os.environ.get("XNICE", "19"))  # demo worker threads' CPU priority (see _lower_thread_priority)
 POLL_S = 0.05  # how often run() polls is_disconnected while a run is in flight
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -88,8 +84,6 @@ class DemoRunner:
         if max_running < 1 or max_queued < 0 or cache_size < 0 or time_budget_s <= 0:
             raise ValueError("max_running >= 1, max_queued >= 0, cache_size >= 0, budget > 0")
         self.requested_device = device
-        if os.environ.get("XSWITCH"):
-            sys.setswitchinterval(float(os.environ["XSWITCH"]))
         self.max_running, self.max_queued = max_running, max_queued
         self.time_budget_s, self.cache_size = time_budget_s, cache_size
         self.threads = threads  # torch CPU threads per run; None: engine.default_threads()
@@ -159,8 +153,7 @@ class DemoRunner:
                 if self._cache_get(config.cache_key()) is not None:
                     continue
                 if self._store is not None and self._device and self._torch_version:
-                    stored = self._store.get(config.cache_key(), self._torch_version,
-                                             self._device)
+                    stored = self._store.get(config.cache_key(), self._torch_version, self._device)
                     if stored is not None:  # another worker computed it already
                         self._cache_put(config.cache_key(), stored)
                         continue
@@ -250,7 +243,6 @@ class DemoRunner:
         self, config: DemoConfig, emit: Progress | None, cancel: threading.Event
     ) -> dict[str, Any]:
         """Runs on a pool thread: one experiment, under the time budget."""
-        _lower_thread_priority()
         with self._lock:
             self._queued -= 1
             self._running += 1
@@ -357,17 +349,6 @@ class DemoRunner:
                 getter.cancel()
             fut.add_done_callback(_retrieve)
             raise
-
-
-def _lower_thread_priority() -> None:
-    """Make this worker thread the CPU's last choice (nice 19, Linux: per thread).
-
-    Training is batch work; pages and the API are interactive. On a machine with few cores
-    the scheduler then runs the event loop whenever it has a request, and the demo uses
-    what is left, instead of the two competing as equals."""
-    if hasattr(os, "setpriority") and sys.platform == "linux":
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:

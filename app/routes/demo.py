@@ -57,8 +57,9 @@ def start_runner(app: FastAPI, settings: Settings) -> Any:
     return runner
 
 
-def _error(status: int, message: str, details: Any = None, headers: dict[str, str] | None = None
-           ) -> JSONResponse:
+def _error(
+    status: int, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body = ErrorBody(status=status, message=message, details=details)
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
@@ -67,8 +68,11 @@ def _config(request: Request) -> DemoConfig | JSONResponse:
     query = request.query_params
     unknown = sorted(set(query) - {"preset", *PARAMS})
     if unknown:
-        return _error(422, f"Unknown parameter {unknown[0]!r}; allowed: preset, "
-                      + ", ".join(PARAMS), {"parameter": unknown[0]})
+        return _error(
+            422,
+            f"Unknown parameter {unknown[0]!r}; allowed: preset, " + ", ".join(PARAMS),
+            {"parameter": unknown[0]},
+        )
     try:
         return resolve_config(query.get("preset"), {name: query.get(name) for name in PARAMS})
     except DemoInputError as exc:
@@ -79,11 +83,19 @@ def _run_failure(exc: Exception) -> JSONResponse | None:
     """Map the runner's exceptions to HTTP answers (None: not one of ours)."""
     if isinstance(exc, GateFull):
         retry = max(1, int(exc.retry_after_s))
-        return _error(503, f"The demo is busy; try again in {retry} s.",
-                      {"retry_after_s": retry}, {"Retry-After": str(retry)})
+        return _error(
+            503,
+            f"The demo is busy; try again in {retry} s.",
+            {"retry_after_s": retry},
+            {"Retry-After": str(retry)},
+        )
     if isinstance(exc, RunTimedOut):
-        return _error(503, f"The run took longer than its time budget: {exc}",
-                      {"reason": "time_budget"}, {"Retry-After": "5"})
+        return _error(
+            503,
+            f"The run took longer than its time budget: {exc}",
+            {"reason": "time_budget"},
+            {"Retry-After": "5"},
+        )
     if isinstance(exc, DemoDeviceError):
         return _error(503, str(exc), {"reason": "device"}, {"Retry-After": "2"})
     return None
@@ -96,10 +108,18 @@ QueryStr = Annotated[str | None, Query(max_length=100)]
 
 def demo_config(
     request: Request,
-    preset: QueryStr = None, depth: QueryStr = None, width: QueryStr = None,
-    activation: QueryStr = None, init: QueryStr = None, norm: QueryStr = None,
-    steps: QueryStr = None, batch_size: QueryStr = None, lr: QueryStr = None,
-    seed: QueryStr = None, task: QueryStr = None, branch_scale: QueryStr = None,
+    preset: QueryStr = None,
+    depth: QueryStr = None,
+    width: QueryStr = None,
+    activation: QueryStr = None,
+    init: QueryStr = None,
+    norm: QueryStr = None,
+    steps: QueryStr = None,
+    batch_size: QueryStr = None,
+    lr: QueryStr = None,
+    seed: QueryStr = None,
+    task: QueryStr = None,
+    branch_scale: QueryStr = None,
 ) -> DemoConfig | JSONResponse:
     """The run's canonical config, or the 422 answer naming the bad parameter."""
     return _config(request)
@@ -140,8 +160,12 @@ def _event(name: str, data: Any) -> bytes:
 @router.get(
     "/stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}},
-                     "description": "`progress` events, then one `result` (or `error`) event"}},
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "`progress` events, then one `result` (or `error`) event",
+        }
+    },
 )
 async def stream_demo(request: Request, config: ConfigDep) -> Response:
     """The same run as server-sent events: progress per recorded step, then the result."""
@@ -181,8 +205,11 @@ async def stream_demo(request: Request, config: ConfigDep) -> Response:
                 yield _event("result", await run_task)
             except Exception as exc:
                 failure = _run_failure(exc)
-                message = json.loads(bytes(failure.body)) if failure is not None else {
-                    "status": 500, "message": "The run failed on our side.", "details": None}
+                message = (
+                    json.loads(bytes(failure.body))
+                    if failure is not None
+                    else {"status": 500, "message": "The run failed on our side.", "details": None}
+                )
                 if failure is None:
                     log.exception("demo run failed")
                 yield _event("error", message)

@@ -18,13 +18,17 @@ def read_health(request: Request) -> JSONResponse:
     try:
         with Session(request.app.state.engine) as session:
             health = Health(
-                status="ok", database="ok", terms=term_count(session),
-                loaded_at=loaded_at(session), demo=demo,
+                status="ok",
+                database="ok",
+                terms=term_count(session),
+                loaded_at=loaded_at(session),
+                demo=demo,
             )
     except Exception:
         health = Health(status="error", database="unreachable", terms=0, loaded_at=None, demo=demo)
     status = 200 if health.status == "ok" and health.terms > 0 else 503
     if status == 503 and health.status == "ok":
         health.status = "empty"
-    return JSONResponse(health.model_dump(), status_code=status,
-                        headers={"cache-control": "no-store"})
+    return JSONResponse(
+        health.model_dump(), status_code=status, headers={"cache-control": "no-store"}
+    )

@@ -88,8 +88,9 @@ def read_illustration(request: Request, name: str) -> Response:
     path = (folder / name).resolve()
     if path.parent != folder or path.suffix != ".svg" or not path.is_file():
         raise NotFound(f"No illustration {name!r}.")
-    return FileResponse(path, media_type="image/svg+xml",
-                        headers={"cache-control": "public, max-age=3600"})
+    return FileResponse(
+        path, media_type="image/svg+xml", headers={"cache-control": "public, max-age=3600"}
+    )
 
 
 @router.get("/docs", response_class=HTMLResponse)

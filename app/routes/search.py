@@ -66,8 +66,15 @@ def search_terms(
     response_model=Suggestions,
     # Declared here rather than as response_class, which would also relabel the shared
     # JSON error responses (422) with this media type.
-    responses={200: {"content": {SuggestionsResponse.media_type: {
-        "schema": {"$ref": "#/components/schemas/Suggestions"}}}}},
+    responses={
+        200: {
+            "content": {
+                SuggestionsResponse.media_type: {
+                    "schema": {"$ref": "#/components/schemas/Suggestions"}
+                }
+            }
+        }
+    },
 )
 def suggest_terms(
     request: Request,

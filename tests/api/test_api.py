@@ -32,8 +32,16 @@ def test_term_detail(client: TestClient) -> None:
     assert term["category"]["slug"] == "model-architecture"
     assert {"Skip connection", "Residual block", "Identity mapping"} <= set(term["synonyms"])
     orgs = {o["slug"] for o in term["organizations"]}
-    assert {"google-deepmind", "meta-ai", "openai", "microsoft-research", "hugging-face",
-            "anthropic", "nvidia", "cohere"} <= orgs
+    assert {
+        "google-deepmind",
+        "meta-ai",
+        "openai",
+        "microsoft-research",
+        "hugging-face",
+        "anthropic",
+        "nvidia",
+        "cohere",
+    } <= orgs
     assert any("Residual_neural_network" in link["url"] for link in term["read_more"])
     assert term["json_ld"]["@type"] == "DefinedTerm"
     assert term["json_ld"]["alternateName"] == term["synonyms"]
@@ -66,8 +74,9 @@ def test_glossary_json_ld(client: TestClient) -> None:
     assert body["@context"] == "https://schema.org" and body["@type"] == "DefinedTermSet"
     total = client.get("/api/terms").json()["total"]
     assert len(body["hasDefinedTerm"]) == total
-    assert all(t["@type"] == "DefinedTerm" and t["url"].startswith("http")
-               for t in body["hasDefinedTerm"])
+    assert all(
+        t["@type"] == "DefinedTerm" and t["url"].startswith("http") for t in body["hasDefinedTerm"]
+    )
 
 
 def test_search_basic(client: TestClient) -> None:
@@ -120,8 +129,10 @@ def test_etag_and_304(client: TestClient) -> None:
     again = client.get("/api/terms/resnet", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
     page = client.get("/terms/resnet")
-    assert client.get("/terms/resnet", headers={"If-None-Match": page.headers["etag"]}
-                      ).status_code == 304
+    assert (
+        client.get("/terms/resnet", headers={"If-None-Match": page.headers["etag"]}).status_code
+        == 304
+    )
     assert client.get("/terms/resnet", headers={"If-None-Match": '"other"'}).status_code == 200
 
 

@@ -25,8 +25,13 @@ def page_urls(client: TestClient) -> list[str]:
     categories = client.get("/api/categories").json()["categories"]
     orgs = client.get("/api/organizations").json()["organizations"]
     return [
-        "/", "/terms", "/terms?category=prompting", "/categories", "/organizations",
-        "/search?q=residual", "/search?q=zzzzqqq",
+        "/",
+        "/terms",
+        "/terms?category=prompting",
+        "/categories",
+        "/organizations",
+        "/search?q=residual",
+        "/search?q=zzzzqqq",
         *(t["url"] for t in terms),
         *(c["url"] for c in categories),
         *(o["url"] for o in orgs),
@@ -40,7 +45,8 @@ def test_every_page_equals_its_json_twin(uncached: TestClient) -> None:
         page = uncached.get(url)
         assert page.status_code == 200, (url, page.text[:300])
         links = BeautifulSoup(page.text, "html.parser").select(
-            'link[rel="alternate"][type="application/json"]')
+            'link[rel="alternate"][type="application/json"]'
+        )
         assert len(links) == 1, url
         twin = uncached.get(links[0]["href"])
         assert twin.status_code == 200, (url, twin.text[:300])

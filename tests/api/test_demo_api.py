@@ -17,15 +17,25 @@ from app.main import create_app
 from tests.conftest import make_settings
 from tests.live import running_server
 
-SMALL = {"preset": "residual-vs-plain", "depth": "6", "width": "16", "steps": "10",
-         "batch_size": "16"}
+SMALL = {
+    "preset": "residual-vs-plain",
+    "depth": "6",
+    "width": "16",
+    "steps": "10",
+    "batch_size": "16",
+}
 
 
 def longest_run(depth: int, width: int, batch_size: int) -> dict[str, str]:
     """The longest run the compute budget allows at this size (a few seconds)."""
     steps = min(2000, max_steps_for(PRESETS["residual-vs-plain"], depth, width, batch_size))
-    return {"preset": "residual-vs-plain", "depth": str(depth), "width": str(width),
-            "batch_size": str(batch_size), "steps": str(steps)}
+    return {
+        "preset": "residual-vs-plain",
+        "depth": str(depth),
+        "width": str(width),
+        "batch_size": str(batch_size),
+        "steps": str(steps),
+    }
 
 
 def parse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
@@ -49,8 +59,14 @@ def demo_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient
 def test_presets_catalog(demo_client: TestClient) -> None:
     presets = demo_client.get("/api/demo/presets").json()
     names = {p["name"] for p in presets}
-    assert {"residual-vs-plain", "vanishing-gradient", "normalization", "layernorm-placement",
-            "activation-functions", "initialization"} <= names
+    assert {
+        "residual-vs-plain",
+        "vanishing-gradient",
+        "normalization",
+        "layernorm-placement",
+        "activation-functions",
+        "initialization",
+    } <= names
     for preset in presets:
         assert preset["variants"] and preset["params"]
         depth = next(p for p in preset["params"] if p["name"] == "depth")
@@ -61,8 +77,15 @@ def test_default_run_and_cache(demo_client: TestClient) -> None:
     first = demo_client.get("/api/demo", params=SMALL)
     assert first.status_code == 200, first.text
     body = first.json()
-    assert set(body) >= {"config", "device", "torch_version", "elapsed_ms", "cached", "summary",
-                         "variants"}
+    assert set(body) >= {
+        "config",
+        "device",
+        "torch_version",
+        "elapsed_ms",
+        "cached",
+        "summary",
+        "variants",
+    }
     assert body["device"] == "cpu" and body["cached"] is False
     assert body["config"]["depth"] == 6 and body["config"]["preset"] == "residual-vs-plain"
     assert [v["name"] for v in body["variants"]] == ["plain", "residual"]
@@ -89,8 +112,11 @@ def test_default_run_and_cache(demo_client: TestClient) -> None:
         ({"width": ""}, "width", "width must be"),
         ({"colour": "red"}, "colour", "Unknown parameter 'colour'"),
         ({"preset": "vanishing-gradient", "activation": "relu"}, "activation", "does not apply"),
-        ({"depth": "64", "width": "256", "batch_size": "512", "steps": "2000"}, "steps",
-         "compute budget"),
+        (
+            {"depth": "64", "width": "256", "batch_size": "512", "steps": "2000"},
+            "steps",
+            "compute budget",
+        ),
     ],
 )
 def test_bad_input_is_422_naming_the_parameter(
@@ -134,7 +160,8 @@ def test_gate_answers_503_with_retry_after(tmp_path: Path, data_dir: Path) -> No
         runner = app.state.demo_runner
         results: list[int] = []
         worker = threading.Thread(
-            target=lambda: results.append(client.get("/api/demo", params=long_run).status_code))
+            target=lambda: results.append(client.get("/api/demo", params=long_run).status_code)
+        )
         worker.start()
         deadline = time.monotonic() + 30
         while runner.status()["running"] < 1 and time.monotonic() < deadline:
@@ -189,6 +216,7 @@ def test_pages_never_wait_for_torch(tmp_path: Path, data_dir: Path) -> None:
         "print('ok')\n"
     )
     root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -26,8 +26,14 @@ def test_term_page_has_every_section(client: TestClient) -> None:
     page = soup(client, "/terms/residual-connection")
     assert page.h1.get_text(strip=True) == "Residual Connection"
     headings = [h.get_text(strip=True) for h in page.select("article h2")]
-    for wanted in ("Definition", "Background", "How the word is used", "Live experiment",
-                   "Who works on it", "Read more"):
+    for wanted in (
+        "Definition",
+        "Background",
+        "How the word is used",
+        "Live experiment",
+        "Who works on it",
+        "Read more",
+    ):
         assert wanted in headings
     chips = [c.get_text(strip=True) for c in page.select(".term__synonyms .chip")]
     assert "Skip connection" in chips

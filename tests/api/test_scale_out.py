@@ -15,8 +15,7 @@ from app.main import create_app
 from tests.conftest import POSTGRES_ADMIN_URL, ROOT, fresh_database_url, make_settings
 from tests.live import free_port
 
-SMALL = {"preset": "residual-vs-plain", "depth": "4", "width": "8", "steps": "3",
-         "batch_size": "8"}
+SMALL = {"preset": "residual-vs-plain", "depth": "4", "width": "8", "steps": "3", "batch_size": "8"}
 
 
 def test_entrypoint_loads_and_serves_with_two_workers(tmp_path: Path, data_dir: Path) -> None:
@@ -34,9 +33,14 @@ def test_entrypoint_loads_and_serves_with_two_workers(tmp_path: Path, data_dir: 
     }
     log = tmp_path / "entrypoint.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen([str(ROOT / "docker" / "entrypoint.sh")], env=env,
-                                   cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [str(ROOT / "docker" / "entrypoint.sh")],
+            env=env,
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 60
         health = None
@@ -60,11 +64,21 @@ def test_entrypoint_loads_and_serves_with_two_workers(tmp_path: Path, data_dir: 
 
 
 def test_entrypoint_names_an_unreachable_database(tmp_path: Path, data_dir: Path) -> None:
-    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
-           "GLOSSARY_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:9/none",
-           "GLOSSARY_DATA_DIR": str(data_dir), "GLOSSARY_DB_WAIT_S": "0"}
-    done = subprocess.run([str(ROOT / "docker" / "entrypoint.sh")], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+        "GLOSSARY_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:9/none",
+        "GLOSSARY_DATA_DIR": str(data_dir),
+        "GLOSSARY_DB_WAIT_S": "0",
+    }
+    done = subprocess.run(
+        [str(ROOT / "docker" / "entrypoint.sh")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "postgresql+psycopg://nobody@127.0.0.1:9/none does not answer" in done.stderr
     assert "Traceback" not in done.stderr

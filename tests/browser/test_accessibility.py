@@ -58,10 +58,12 @@ def settle(page: Any, name: str) -> None:
 
 
 @pytest.fixture(params=["light", "dark"])
-def scheme_page(request: pytest.FixtureRequest, chromium_browser: Any, live_server: str
-                ) -> Iterator[Any]:
-    context = chromium_browser.new_context(base_url=live_server, color_scheme=request.param,
-                                           viewport={"width": 1280, "height": 900})
+def scheme_page(
+    request: pytest.FixtureRequest, chromium_browser: Any, live_server: str
+) -> Iterator[Any]:
+    context = chromium_browser.new_context(
+        base_url=live_server, color_scheme=request.param, viewport={"width": 1280, "height": 900}
+    )
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page
@@ -90,7 +92,8 @@ def focused(page: Any) -> dict[str, Any]:
     return page.evaluate(
         """() => { const e = document.activeElement;
         return { id: e.id, tag: e.tagName.toLowerCase(), text: (e.textContent || '').trim(),
-                 href: e.getAttribute('href'), visible: e.matches(':focus-visible') }; }""")
+                 href: e.getAttribute('href'), visible: e.matches(':focus-visible') }; }"""
+    )
 
 
 def tab_until(page: Any, predicate: Any, limit: int = 200) -> dict[str, Any]:
@@ -106,8 +109,9 @@ def tab_until(page: Any, predicate: Any, limit: int = 200) -> dict[str, Any]:
 
 @pytest.fixture
 def keyboard_page(chromium_browser: Any, live_server: str) -> Iterator[Any]:
-    context = chromium_browser.new_context(base_url=live_server,
-                                           viewport={"width": 1280, "height": 900})
+    context = chromium_browser.new_context(
+        base_url=live_server, viewport={"width": 1280, "height": 900}
+    )
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page
@@ -157,8 +161,7 @@ def test_demo_with_the_keyboard_alone(keyboard_page: Any) -> None:
     run = tab_until(page, lambda e: e["tag"] == "button" and e["text"] == "Run", limit=20)
     assert run["visible"]
     page.keyboard.press("Enter")
-    expect(page.locator("#demo .demo__status")).to_have_text(re.compile("^Ran in"),
-                                                             timeout=30_000)
+    expect(page.locator("#demo .demo__status")).to_have_text(re.compile("^Ran in"), timeout=30_000)
     tab_until(page, lambda e: e["tag"] == "summary", limit=20)
     page.keyboard.press("Enter")
     expect(page.locator("#demo table.data-table tbody tr")).to_have_count(8 + 1)

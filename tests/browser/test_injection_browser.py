@@ -11,8 +11,10 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
-PAYLOAD = ('"><img src=x onerror="window.__pwned=1;alert(1)">'
-           "<script>window.__pwned=2;alert(2)</script>'><svg onload=alert(3)>")
+PAYLOAD = (
+    '"><img src=x onerror="window.__pwned=1;alert(1)">'
+    "<script>window.__pwned=2;alert(2)</script>'><svg onload=alert(3)>"
+)
 
 
 def test_hostile_input_never_runs_in_the_browser(chromium_browser: Any, live_server: str) -> None:
@@ -22,8 +24,14 @@ def test_hostile_input_never_runs_in_the_browser(chromium_browser: Any, live_ser
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     refused: list[str] = []
-    page.on("console", lambda msg: refused.append(msg.text)
-            if "Content Security Policy" in msg.text or "Refused to" in msg.text else None)
+    page.on(
+        "console",
+        lambda msg: (
+            refused.append(msg.text)
+            if "Content Security Policy" in msg.text or "Refused to" in msg.text
+            else None
+        ),
+    )
     page.on("pageerror", lambda exc: refused.append(str(exc)))
     encoded = quote(PAYLOAD, safe="")
     for url in (

@@ -23,13 +23,18 @@ IDS = ["light-desktop", "dark-phone"]
 
 
 @pytest.fixture(params=SCREENS, ids=IDS)
-def screen(request: pytest.FixtureRequest, chromium_browser: Any, live_server: str
-           ) -> Iterator[tuple[str, Any]]:
+def screen(
+    request: pytest.FixtureRequest, chromium_browser: Any, live_server: str
+) -> Iterator[tuple[str, Any]]:
     """(name, page) in a fresh context with the screen's size and color scheme."""
     scheme, viewport = request.param
     context = chromium_browser.new_context(
-        base_url=live_server, viewport=viewport, color_scheme=scheme,
-        is_mobile=viewport["width"] < 500, has_touch=viewport["width"] < 500)
+        base_url=live_server,
+        viewport=viewport,
+        color_scheme=scheme,
+        is_mobile=viewport["width"] < 500,
+        has_touch=viewport["width"] < 500,
+    )
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield f"{scheme}-{viewport['width']}", page
@@ -68,7 +73,9 @@ def wait_for_chart(page: Any, canvas: str) -> None:
         if (!c || !c.width) return false;
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n > 500; }""",
-        arg=canvas, timeout=30_000)
+        arg=canvas,
+        timeout=30_000,
+    )
 
 
 def test_search_entry_demo_related_and_back(screen: tuple[str, Any], output_dir: Path) -> None:
@@ -98,8 +105,9 @@ def test_search_entry_demo_related_and_back(screen: tuple[str, Any], output_dir:
     expect(page.locator("#demo .demo__summary")).not_to_be_empty(timeout=30_000)
     set_range(page, "#demo-steps", "41" if dark else "42")  # not cached: a real run
     page.locator("#demo button[type=submit]").click()
-    expect(page.locator("#demo .demo__status")).to_have_text(re.compile("^Ran in .* on cpu"),
-                                                             timeout=30_000)
+    expect(page.locator("#demo .demo__status")).to_have_text(
+        re.compile("^Ran in .* on cpu"), timeout=30_000
+    )
     for canvas in ("#demo-chart-grad", "#demo-chart-loss"):
         wait_for_chart(page, canvas)
     assert "steps=4" in page.url  # the permalink follows the controls
@@ -165,16 +173,16 @@ def test_index_letters_category_and_404(screen: tuple[str, Any], output_dir: Pat
 def test_demo_run_charts_table_and_depth(
     chromium_browser: Any, live_server: str, output_dir: Path
 ) -> None:
-    context = chromium_browser.new_context(base_url=live_server,
-                                           viewport={"width": 1280, "height": 1000})
+    context = chromium_browser.new_context(
+        base_url=live_server, viewport={"width": 1280, "height": 1000}
+    )
     page = context.new_page()
     errors = watch_errors(page)
     page.goto("/terms/resnet#demo")
     expect(page.locator("#demo .demo__summary")).not_to_be_empty(timeout=30_000)
     set_range(page, "#demo-steps", "30")
     page.click("#demo button[type=submit]")
-    expect(page.locator("#demo .demo__status")).to_have_text(re.compile("^Ran in"),
-                                                             timeout=30_000)
+    expect(page.locator("#demo .demo__status")).to_have_text(re.compile("^Ran in"), timeout=30_000)
     for canvas in ("#demo-chart-grad", "#demo-chart-loss"):
         wait_for_chart(page, canvas)
     page.click("#demo details summary")

@@ -32,43 +32,84 @@ def edit(data_dir: Path, slug: str, **changes: object) -> None:
 def test_valid_corpus_reads(data_dir: Path) -> None:
     corpus = read_corpus(data_dir)
     assert sorted(corpus.terms) == [
-        "layer-normalization", "residual-connection", "resnet", "vanishing-gradient"]
+        "layer-normalization",
+        "residual-connection",
+        "resnet",
+        "vanishing-gradient",
+    ]
     assert corpus.terms["residual-connection"].synonyms == ["Skip connection", "Residual block"]
 
 
 @pytest.mark.parametrize(
     ("slug", "changes", "expected"),
     [
-        ("resnet", {"related": ["residual-connection", "nope", "vanishing-gradient"]},
-         "terms/resnet.toml: related[1]: unknown term 'nope'"),
+        (
+            "resnet",
+            {"related": ["residual-connection", "nope", "vanishing-gradient"]},
+            "terms/resnet.toml: related[1]: unknown term 'nope'",
+        ),
         ("resnet", {"category": "cooking"}, "terms/resnet.toml: category: unknown category"),
-        ("residual-connection",
-         {"organizations": [{"key": "acme", "note": "Did something specific here."}]},
-         "organizations[0].key: unknown organization 'acme'"),
-        ("resnet", {"synonyms": ["Skip connection"]},
-         "terms/resnet.toml: synonyms[0]: duplicate synonym 'Skip connection'"),
-        ("resnet", {"synonyms": ["layer normalization"]},
-         "synonyms[0]: duplicate synonym 'layer normalization': title of"),
+        (
+            "residual-connection",
+            {"organizations": [{"key": "acme", "note": "Did something specific here."}]},
+            "organizations[0].key: unknown organization 'acme'",
+        ),
+        (
+            "resnet",
+            {"synonyms": ["Skip connection"]},
+            "terms/resnet.toml: synonyms[0]: duplicate synonym 'Skip connection'",
+        ),
+        (
+            "resnet",
+            {"synonyms": ["layer normalization"]},
+            "synonyms[0]: duplicate synonym 'layer normalization': title of",
+        ),
         ("resnet", {"title": "Residual Connection"}, "terms/resnet.toml: title: duplicates"),
-        ("resnet", {"definition": "Has <b>bold</b> " + words(70)},
-         "terms/resnet.toml: definition: raw HTML is not allowed: '<b>'"),
-        ("resnet", {"background": "<script>alert(1)</script>\n\n" + words(90)},
-         "terms/resnet.toml: background: raw HTML is not allowed"),
-        ("resnet", {"usage_note": "See [[missing-term]]. " + words(35)},
-         "terms/resnet.toml: usage_note: links to unknown term [[missing-term]]"),
-        ("resnet", {"summary": words(41)},
-         "terms/resnet.toml: summary: has 41 words; allowed 3-40"),
+        (
+            "resnet",
+            {"definition": "Has <b>bold</b> " + words(70)},
+            "terms/resnet.toml: definition: raw HTML is not allowed: '<b>'",
+        ),
+        (
+            "resnet",
+            {"background": "<script>alert(1)</script>\n\n" + words(90)},
+            "terms/resnet.toml: background: raw HTML is not allowed",
+        ),
+        (
+            "resnet",
+            {"usage_note": "See [[missing-term]]. " + words(35)},
+            "terms/resnet.toml: usage_note: links to unknown term [[missing-term]]",
+        ),
+        (
+            "resnet",
+            {"summary": words(41)},
+            "terms/resnet.toml: summary: has 41 words; allowed 3-40",
+        ),
         ("resnet", {"definition": words(20)}, "definition: has 20 words; allowed 60-150"),
         ("resnet", {"related": ["residual-connection"]}, "related: has 1 terms; allowed 3-8"),
         ("resnet", {"demo": "made-up"}, "terms/resnet.toml: demo: unknown preset 'made-up'"),
-        ("resnet", {"read_more": [{"title": "Plain", "url": "http://example.com/x"}]},
-         "read_more.0.url: Value error, must be an https:// URL"),
+        (
+            "resnet",
+            {"read_more": [{"title": "Plain", "url": "http://example.com/x"}]},
+            "read_more.0.url: Value error, must be an https:// URL",
+        ),
         ("resnet", {"formula": "\\frac{1}{"}, "terms/resnet.toml: formula: cannot be rendered"),
-        ("resnet", {"formula": "x + \\text{<script>alert(1)</script>}"},
-         "formula: cannot be rendered as math: <script> is not MathML"),
-        ("resnet", {"illustration": {"file": "absent.svg", "alt": "A picture of nothing at all.",
-                                     "caption": "Nothing."}},
-         "illustration.file: no such file illustrations/absent.svg"),
+        (
+            "resnet",
+            {"formula": "x + \\text{<script>alert(1)</script>}"},
+            "formula: cannot be rendered as math: <script> is not MathML",
+        ),
+        (
+            "resnet",
+            {
+                "illustration": {
+                    "file": "absent.svg",
+                    "alt": "A picture of nothing at all.",
+                    "caption": "Nothing.",
+                }
+            },
+            "illustration.file: no such file illustrations/absent.svg",
+        ),
         ("resnet", {"colour": "blue"}, "terms/resnet.toml: colour: unknown field"),
     ],
 )
@@ -96,27 +137,40 @@ def test_bad_toml(data_dir: Path) -> None:
 def test_synonym_url_clashing_with_a_term_slug(data_dir: Path) -> None:
     edit(data_dir, "resnet", title="Residual Network")
     edit(data_dir, "layer-normalization", synonyms=["ResNet"])
-    assert ("data/terms/layer-normalization.toml: synonyms[0]: URL /terms/resnet is already "
-            "data/terms/resnet.toml") in problems_for(data_dir)
+    assert (
+        "data/terms/layer-normalization.toml: synonyms[0]: URL /terms/resnet is already "
+        "data/terms/resnet.toml"
+    ) in problems_for(data_dir)
 
 
 def test_one_way_relation_needs_a_reason(data_dir: Path) -> None:
     terms = default_terms()
     terms["resnet"]["related"] = ["residual-connection", "vanishing-gradient"]
     terms["resnet"]["related"].append("layer-normalization")
-    terms["layer-normalization"]["related"] = ["residual-connection", "vanishing-gradient",
-                                               "resnet"]
-    terms["vanishing-gradient"]["related"] = ["residual-connection", "layer-normalization",
-                                              "resnet"]
-    terms["residual-connection"]["related"] = ["vanishing-gradient", "layer-normalization",
-                                               "resnet"]
+    terms["layer-normalization"]["related"] = [
+        "residual-connection",
+        "vanishing-gradient",
+        "resnet",
+    ]
+    terms["vanishing-gradient"]["related"] = [
+        "residual-connection",
+        "layer-normalization",
+        "resnet",
+    ]
+    terms["residual-connection"]["related"] = [
+        "vanishing-gradient",
+        "layer-normalization",
+        "resnet",
+    ]
     write_corpus(data_dir, terms)
     read_corpus(data_dir)  # all mutual: fine
     terms["resnet"]["related"] = ["residual-connection", "vanishing-gradient"]
     write_corpus(data_dir, terms)
     problems = problems_for(data_dir)
-    assert any("terms/layer-normalization.toml: related[2]: 'resnet' does not link back" in p
-               for p in problems), problems
+    assert any(
+        "terms/layer-normalization.toml: related[2]: 'resnet' does not link back" in p
+        for p in problems
+    ), problems
     terms["layer-normalization"]["one_way_related"] = {"resnet": "ResNet predates LN."}
     terms["resnet"]["related"].append("layer-normalization")
     write_corpus(data_dir, terms)
@@ -128,8 +182,11 @@ def test_unsafe_svg_is_refused(data_dir: Path) -> None:
         '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script>'
         '<rect onload="x()"/></svg>'
     )
-    edit(data_dir, "resnet", illustration={"file": "bad.svg", "alt": "A bad picture here.",
-                                           "caption": "Bad."})
+    edit(
+        data_dir,
+        "resnet",
+        illustration={"file": "bad.svg", "alt": "A bad picture here.", "caption": "Bad."},
+    )
     problems = problems_for(data_dir)
     assert any("<script> is not allowed" in p for p in problems)
     assert any("event attribute onload is not allowed" in p for p in problems)
@@ -142,15 +199,20 @@ def test_all_problems_are_reported_at_once(data_dir: Path) -> None:
     problems = problems_for(data_dir)
     assert len(problems) >= 4
     assert {p.split(":")[0] for p in problems} >= {
-        "data/terms/resnet.toml", "data/terms/vanishing-gradient.toml", "data/terms/bad-toml.toml"}
+        "data/terms/resnet.toml",
+        "data/terms/vanishing-gradient.toml",
+        "data/terms/bad-toml.toml",
+    }
 
 
 def _table_counts(url: str) -> dict[str, int]:
     """Rows per content table, through SQLAlchemy so it works on either backend."""
     engine = make_engine(url)
     with engine.connect() as conn:
-        counts = {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-                  for t in SQLModel.metadata.sorted_tables}
+        counts = {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in SQLModel.metadata.sorted_tables
+        }
     engine.dispose()
     return counts
 
@@ -188,13 +250,17 @@ def test_cli_load_check_and_atomic_failure(tmp_path: Path, data_dir: Path) -> No
 
 def test_reload_replaces_content(tmp_path: Path, data_dir: Path) -> None:
     url = fresh_database_url(tmp_path)
-    assert runner.invoke(cli, ["load", "--data-dir", str(data_dir), "--database-url", url]
-                         ).exit_code == 0
+    assert (
+        runner.invoke(cli, ["load", "--data-dir", str(data_dir), "--database-url", url]).exit_code
+        == 0
+    )
     terms = default_terms()
     terms["resnet"]["title"] = "Residual Network"
     write_corpus(data_dir, terms)
-    assert runner.invoke(cli, ["load", "--data-dir", str(data_dir), "--database-url", url]
-                         ).exit_code == 0
+    assert (
+        runner.invoke(cli, ["load", "--data-dir", str(data_dir), "--database-url", url]).exit_code
+        == 0
+    )
     engine = make_engine(url)
     with engine.connect() as conn:
         titles = set(conn.execute(text("SELECT title FROM term")).scalars())

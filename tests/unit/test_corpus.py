@@ -25,10 +25,15 @@ def test_corpus_passes_and_has_the_promised_breadth() -> None:
 def test_abbreviations_people_type_are_synonyms() -> None:
     corpus = read_corpus(DATA)
     synonyms = {s.lower(): slug for slug, t in corpus.terms.items() for s in t.synonyms}
-    expected = {"ln": "layer-normalization", "bn": "batch-normalization",
-                "moe": "mixture-of-experts", "rag": "retrieval-augmented-generation",
-                "cot": "chain-of-thought-prompting", "sgd": "stochastic-gradient-descent",
-                "skip connection": "residual-connection"}
+    expected = {
+        "ln": "layer-normalization",
+        "bn": "batch-normalization",
+        "moe": "mixture-of-experts",
+        "rag": "retrieval-augmented-generation",
+        "cot": "chain-of-thought-prompting",
+        "sgd": "stochastic-gradient-descent",
+        "skip connection": "residual-connection",
+    }
     for abbreviation, slug in expected.items():
         assert synonyms.get(abbreviation) == slug, abbreviation
 
@@ -39,7 +44,9 @@ def test_related_links_are_mutual_or_explained() -> None:
         assert 3 <= len(term.related) <= 8, slug
         for other in term.related:
             assert slug in corpus.terms[other].related or other in term.one_way_related, (
-                slug, other)
+                slug,
+                other,
+            )
 
 
 def test_every_organization_is_used_with_specific_notes() -> None:

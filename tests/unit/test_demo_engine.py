@@ -60,11 +60,16 @@ def test_engine_matches_the_plain_reference(preset: str, task: str) -> None:
         name = f"{preset}/{got['name']}"
         assert_close(got["loss"], want["loss"], rtol, f"{name} loss")
         assert [s["step"] for s in got["recorded_steps"]] == [
-            s["step"] for s in want["recorded_steps"]]
+            s["step"] for s in want["recorded_steps"]
+        ]
         for gs, ws in zip(got["recorded_steps"], want["recorded_steps"], strict=True):
             for key in (WG, AG):
-                assert_close([lay[key] for lay in gs["layers"]], [lay[key] for lay in ws["layers"]],
-                             rtol, f"{name} step {gs['step']} {key}")
+                assert_close(
+                    [lay[key] for lay in gs["layers"]],
+                    [lay[key] for lay in ws["layers"]],
+                    rtol,
+                    f"{name} step {gs['step']} {key}",
+                )
 
 
 @pytest.mark.parametrize("norm", ["layernorm", "batchnorm"])
@@ -73,15 +78,37 @@ def test_post_norm_mlp_matches_the_reference(norm: str) -> None:
     config = cfg("residual-vs-plain", depth=3, width=8, seed=5, norm=norm)
     variants = [Variant("plain", "", "", residual=False), Variant("res", "", "", residual=True)]
     x = torch.randn(16, 16, generator=torch.Generator().manual_seed(0))
-    model = BatchedMLP(MLPConfig(
-        variants=tuple(MLPVariant(residual=bool(v.residual), branch_scale=0.5, activation="tanh",
-                                  norm=norm, norm_position="post") for v in variants),
-        d_in=16, d_out=4, width=8, depth=3), seed=5)
+    model = BatchedMLP(
+        MLPConfig(
+            variants=tuple(
+                MLPVariant(
+                    residual=bool(v.residual),
+                    branch_scale=0.5,
+                    activation="tanh",
+                    norm=norm,
+                    norm_position="post",
+                )
+                for v in variants
+            ),
+            d_in=16,
+            d_out=4,
+            width=8,
+            depth=3,
+        ),
+        seed=5,
+    )
     out, inputs = model(x, keep_inputs=True)
     out.square().sum().backward()
     for k, v in enumerate(variants):
-        config_k = cfg("residual-vs-plain", depth=3, width=8, seed=5, norm=norm,
-                       activation="tanh", branch_scale="1")
+        config_k = cfg(
+            "residual-vs-plain",
+            depth=3,
+            width=8,
+            seed=5,
+            norm=norm,
+            activation="tanh",
+            branch_scale="1",
+        )
         ref = RefMLP(config_k, v, 16, 4, norm_position="post")
         for block in ref.blocks:
             block.scale = 0.5
@@ -89,10 +116,12 @@ def test_post_norm_mlp_matches_the_reference(norm: str) -> None:
         ref_out.square().sum().backward()
         torch.testing.assert_close(out[k], ref_out, rtol=1e-5, atol=1e-6)
         for layer in range(3):
-            torch.testing.assert_close(model.fc_w.grad[layer, k].T,
-                                       ref.blocks[layer].fc.weight.grad, rtol=1e-4, atol=1e-6)
-            torch.testing.assert_close(inputs[layer].grad[k], ref_inputs[layer].grad,
-                                       rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(
+                model.fc_w.grad[layer, k].T, ref.blocks[layer].fc.weight.grad, rtol=1e-4, atol=1e-6
+            )
+            torch.testing.assert_close(
+                inputs[layer].grad[k], ref_inputs[layer].grad, rtol=1e-4, atol=1e-6
+            )
     assert config.norm == norm
 
 
@@ -102,8 +131,7 @@ def test_post_norm_mlp_matches_the_reference(norm: str) -> None:
 def test_result_follows_the_api_contract() -> None:
     config = cfg("normalization", depth=5, width=16, batch_size=16, steps=12)
     result = run_experiment(config)
-    assert set(result) == {"config", "device", "torch_version", "elapsed_ms", "summary",
-                           "variants"}
+    assert set(result) == {"config", "device", "torch_version", "elapsed_ms", "summary", "variants"}
     assert result["config"] == config.as_dict()
     assert result["device"] == "cpu"
     assert result["torch_version"] == torch.__version__
@@ -164,8 +192,9 @@ def test_should_stop_cancels_before_the_next_step() -> None:
         return calls > 3
 
     with pytest.raises(RunCancelled):
-        run_experiment(cfg("residual-vs-plain", depth=4, width=8, steps=1000),
-                       should_stop=should_stop)
+        run_experiment(
+            cfg("residual-vs-plain", depth=4, width=8, steps=1000), should_stop=should_stop
+        )
     assert calls == 4  # checked before every step: steps 0, 1, 2 ran, step 3 did not
 
 
@@ -278,8 +307,9 @@ def test_post_ln_gradients_are_large_near_the_output(depth: int | None) -> None:
     """Xiong et al. 2020 at initialization: the Post-LN gradients of the blocks near the
     output are large (here several times Pre-LN's) and grow with the block index relative
     to Pre-LN, whose gradients are about the same in every block."""
-    near_output, pre_spread, post_growth = _ln_effects(run_at("layernorm-placement", depth,
-                                                              steps=0))
+    near_output, pre_spread, post_growth = _ln_effects(
+        run_at("layernorm-placement", depth, steps=0)
+    )
     assert near_output > 1.5
     assert pre_spread < 2.5
     assert post_growth > 1.3
@@ -288,8 +318,7 @@ def test_post_ln_gradients_are_large_near_the_output(depth: int | None) -> None:
 @pytest.mark.slow
 def test_post_ln_effect_holds_for_most_seeds() -> None:
     """Not a lucky seed: over ten initializations the effect holds in nearly all."""
-    effects = [_ln_effects(run_at("layernorm-placement", None, steps=0, seed=s))
-               for s in range(10)]
+    effects = [_ln_effects(run_at("layernorm-placement", None, steps=0, seed=s)) for s in range(10)]
     assert sum(e[0] > 1.2 for e in effects) >= 7
     assert sum(e[1] < 3.0 for e in effects) >= 8
     assert sum(e[2] > 1.2 for e in effects) >= 8

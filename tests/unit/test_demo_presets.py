@@ -85,10 +85,25 @@ def test_cache_key_is_canonical() -> None:
 
 
 def test_values_are_parsed() -> None:
-    cfg = resolve_config("normalization", {"depth": "8", "width": "32", "activation": " ReLU ",
-                                           "task": "spirals", "lr": ".1", "seed": "7"})
+    cfg = resolve_config(
+        "normalization",
+        {
+            "depth": "8",
+            "width": "32",
+            "activation": " ReLU ",
+            "task": "spirals",
+            "lr": ".1",
+            "seed": "7",
+        },
+    )
     assert (cfg.depth, cfg.width, cfg.activation, cfg.task, cfg.lr, cfg.seed) == (
-        8, 32, "relu", "spirals", 0.1, 7)
+        8,
+        32,
+        "relu",
+        "spirals",
+        0.1,
+        7,
+    )
 
 
 def _error(preset: str | None, **params: str) -> DemoInputError:
@@ -143,8 +158,9 @@ def test_a_run_over_the_compute_budget_is_refused_naming_steps_and_the_limit() -
     assert f"steps must be at most {limit} for depth=64, width=256 and batch_size=512" in str(err)
     assert 0 < limit < 500
     # the limit itself is accepted and within the budget
-    cfg = resolve_config(None, {"depth": "64", "width": "256", "batch_size": "512",
-                                "steps": str(limit)})
+    cfg = resolve_config(
+        None, {"depth": "64", "width": "256", "batch_size": "512", "steps": str(limit)}
+    )
     assert estimate_seconds(preset, 64, 256, 512, cfg.steps) <= BUDGET_S
 
 
@@ -158,14 +174,19 @@ def test_a_size_too_big_even_without_training_names_a_size_parameter() -> None:
 def test_defaults_and_depth_64_fit_the_budget(name: str) -> None:
     preset = PRESETS[name]
     d = preset.defaults
-    assert estimate_seconds(preset, int(d["depth"]), int(d["width"]), int(d["batch_size"]),
-                            int(d["steps"])) <= BUDGET_S / 2
+    assert (
+        estimate_seconds(
+            preset, int(d["depth"]), int(d["width"]), int(d["batch_size"]), int(d["steps"])
+        )
+        <= BUDGET_S / 2
+    )
     resolve_config(name, {"depth": "64", "steps": "10"})
 
 
 def test_importing_presets_and_runner_does_not_import_torch() -> None:
-    code = ("import sys, app.demo.presets, app.demo.runner, app.demo.errors; "
-            "assert 'torch' not in sys.modules, 'torch was imported'")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=False)
+    code = (
+        "import sys, app.demo.presets, app.demo.runner, app.demo.errors; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr

@@ -39,8 +39,9 @@ def long_real() -> DemoConfig:
 def slow_engine(step_s: float, seen: list[int] | None = None) -> Callable[..., dict[str, Any]]:
     """A stand-in engine: steps of step_s seconds, checking should_stop before each."""
 
-    def engine(config: DemoConfig, device: str = "cpu", *, on_progress: Any = None,
-               should_stop: Any = None) -> dict[str, Any]:
+    def engine(
+        config: DemoConfig, device: str = "cpu", *, on_progress: Any = None, should_stop: Any = None
+    ) -> dict[str, Any]:
         for step in range(config.steps + 1):
             if should_stop is not None and should_stop():
                 from app.demo.errors import RunCancelled
@@ -136,8 +137,7 @@ def test_gate_full_with_real_runs_from_threads() -> None:
 
 def test_cached_answers_bypass_a_full_gate() -> None:
     seen: list[int] = []
-    runner = DemoRunner(device="cpu", max_running=1, max_queued=0,
-                        engine=slow_engine(0.02, seen))
+    runner = DemoRunner(device="cpu", max_running=1, max_queued=0, engine=slow_engine(0.02, seen))
     quick = small(seed=1, steps=0)
     asyncio.run(runner.run(quick))
 
@@ -187,8 +187,9 @@ def test_disconnect_stops_a_real_run() -> None:
 
     t0 = time.perf_counter()
     with pytest.raises(RunCancelled):
-        asyncio.run(runner.run(long_real(), on_progress=on_progress,
-                               is_disconnected=is_disconnected))
+        asyncio.run(
+            runner.run(long_real(), on_progress=on_progress, is_disconnected=is_disconnected)
+        )
     assert time.perf_counter() - t0 < 2.0  # the full run takes several seconds
     assert progress == [0]
     runner.shutdown()
