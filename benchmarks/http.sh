@@ -25,15 +25,13 @@ export GLOSSARY_DEMO_WARMUP=false
 
 free_port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-serve() { # database-url workers response-cache -> prints the port once it answers
-  local port
+serve() { # database-url workers response-cache -> sets $port once the server answers
   port=$(free_port)
   GLOSSARY_DATABASE_URL="$1" GLOSSARY_RESPONSE_CACHE="$3" GLOSSARY_BUILD_ON_START=false \
     .venv/bin/uvicorn app.main:app --host 127.0.0.1 --port "$port" --workers "$2" \
     --no-access-log --log-level warning >>"$work/servers.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
-  echo "$port"
 }
 
 measure() { # key label url
@@ -51,35 +49,35 @@ sqlite_url="sqlite:///$work/bench.db"
 GLOSSARY_DATABASE_URL=$sqlite_url .venv/bin/glossary load >/dev/null
 
 echo "wrk -t1 -c16 -d${duration}s per URL, $(nproc) cores, $(date -u +%F)"
-port=$(serve "$sqlite_url" 1 true)
+serve "$sqlite_url" 1 true
 mkdir -p static/.bench
 curl -fs "http://127.0.0.1:$port/terms/$slug" -o static/.bench/term.html
 measure ceiling "static file (same HTML), SQLite 1 worker" "http://127.0.0.1:$port/static/.bench/term.html"
 measure page "/terms/$slug, SQLite 1 worker" "http://127.0.0.1:$port/terms/$slug"
 measure api "/api/terms/$slug, SQLite 1 worker" "http://127.0.0.1:$port/api/terms/$slug"
-kill "${pids[-1]}"
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
-port=$(serve "$sqlite_url" 1 false)
+serve "$sqlite_url" 1 false
 measure page_nc "/terms/$slug, SQLite 1 worker, cache off" "http://127.0.0.1:$port/terms/$slug"
 measure api_nc "/api/terms/$slug, SQLite 1 worker, cache off" "http://127.0.0.1:$port/api/terms/$slug"
-kill "${pids[-1]}"
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
-port=$(serve "$sqlite_url" 2 true)
+serve "$sqlite_url" 2 true
 measure page2 "/terms/$slug, SQLite 2 workers" "http://127.0.0.1:$port/terms/$slug"
 measure api2 "/api/terms/$slug, SQLite 2 workers" "http://127.0.0.1:$port/api/terms/$slug"
 measure search2 "/api/search?q=skip+conection, SQLite 2 workers" "http://127.0.0.1:$port/api/search?q=skip+conection"
-kill "${pids[-1]}"
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
 if [ -x /usr/lib/postgresql/15/bin/initdb ]; then
   pgdir=$(mktemp -d /tmp/glossary-bench-pg.XXXXXX)
   pg_url=$(scripts/pg-cluster.sh start "$pgdir")
   GLOSSARY_DATABASE_URL=$pg_url .venv/bin/glossary load >/dev/null
-  port=$(serve "$pg_url" 2 true)
+  serve "$pg_url" 2 true
   measure pg_page "/terms/$slug, PostgreSQL 2 workers" "http://127.0.0.1:$port/terms/$slug"
   measure pg_api "/api/terms/$slug, PostgreSQL 2 workers" "http://127.0.0.1:$port/api/terms/$slug"
   measure pg_search "/api/search?q=skip+conection, PostgreSQL 2 workers" "http://127.0.0.1:$port/api/search?q=skip+conection"
-  kill "${pids[-1]}"
-  port=$(serve "$pg_url" 2 false)
+  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+  serve "$pg_url" 2 false
   measure pg_page_nc "/terms/$slug, PostgreSQL 2 workers, cache off" "http://127.0.0.1:$port/terms/$slug"
 else
   echo "PostgreSQL 15 not installed: its rows are skipped"
