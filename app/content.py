@@ -3,7 +3,6 @@ transaction. Validation collects every problem (file, field, reason) before anyt
 written, so a bad file loads nothing."""
 
 import hashlib
-import json
 import re
 import tomllib
 from collections.abc import Iterable
@@ -572,11 +571,6 @@ def summary_counts(corpus: Corpus) -> dict[str, int]:
 def describe(problems: list[Problem]) -> str:
     """Human-readable list of problems, one per line."""
     return "\n".join(str(problem) for problem in problems)
-
-
-def problems_json(problems: list[Problem]) -> str:
-    """Machine-readable list of problems."""
-    return json.dumps([problem.__dict__ for problem in problems], indent=2)
 
 
 def ensure_loaded(engine: Engine, data_dir: Path) -> str:

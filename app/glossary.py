@@ -48,12 +48,11 @@ DEFAULT_PRESET = "residual-vs-plain"
 
 
 class NotFound(Exception):
-    """No such thing; `suggestions` are the closest terms to offer instead."""
+    """No such thing (the HTML 404 page then offers the closest terms)."""
 
-    def __init__(self, message: str, suggestions: list[TermRef] | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.suggestions = suggestions or []
 
 
 class Moved(Exception):
@@ -159,7 +158,7 @@ def canonical_slug(session: Session, slug: str) -> str:
     synonym = session.exec(select(Synonym).where(Synonym.slug == normalized)).first()
     if synonym is not None:
         return synonym.term_slug
-    raise NotFound(f"No term {slug!r}.", closest_terms(session, slug))
+    raise NotFound(f"No term {slug!r}.")
 
 
 def build_term(session: Session, slug: str, base_url: str) -> TermView:
