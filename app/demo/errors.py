@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 
+class DemoInputError(ValueError):
+    """A demo parameter is out of bounds; `.param` names it, `.errors` lists every problem."""
+
+    def __init__(self, param: str, message: str, errors: list[dict[str, str]] | None = None):
+        super().__init__(message)
+        self.param = param
+        self.message = message
+        self.errors: list[dict[str, str]] = errors or [{"param": param, "message": message}]
+
+
 class RunCancelled(Exception):
     """The run was stopped because its client went away (should_stop() returned True)."""
 

@@ -3,43 +3,45 @@
 Importing this module does not import torch (the app constructs a DemoRunner at start-up);
 torch is imported by the first worker that needs it, or by start_warmup()'s thread.
 
+- A run is opened with `await runner.open(experiment, params)`, which answers from the cache
+  or admits the run through the gate (raising GateFull at once when it is full), and then
+  read with `async for item in run.events()`: Progress items, then one DemoResult.
 - Gate: at most max_running runs execute at once (a thread pool of that size); up to
-  max_queued more wait for a slot; beyond that run() raises GateFull at once.
-- Cache: identical canonical configs are answered from a bounded LRU cache, without the gate.
-- Budget: a run that exceeds time_budget_s (counted from when it starts executing) stops
+  max_queued more wait for a slot.
+- Cache: identical canonical configs are answered from a bounded LRU cache (and, on
+  PostgreSQL, the shared result table), without the gate.
+- Budget: a run that exceeds time_budget_s (by `clock`, from when it starts executing) stops
   within a step and raises RunTimedOut; a client that disconnects (is_disconnected polled
-  every POLL_S) stops its run within a step and raises RunCancelled.
+  every POLL_S), or a reader that stops reading, stops its run within a step (RunCancelled).
 - Device: "auto" takes CUDA when torch sees it and the CPU otherwise. "cuda" on a machine
   without CUDA fails clearly instead of silently falling back: status() reports the error and
   every run raises DemoDeviceError, so a misconfigured GPU server is noticed, not hidden.
-- CUDA out of memory becomes DemoDeviceError after emptying the CUDA cache; the next run
-  starts from scratch and succeeds.
+- CUDA out of memory becomes DemoDeviceError after emptying the CUDA cache.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from app.demo.errors import DemoDeviceError, GateFull, RunCancelled, RunTimedOut
-from app.demo.presets import DemoConfig
+from app.demo.experiment import Experiment
+from app.demo.params import ExperimentParams
+from app.demo.result import DemoResult, Progress
 
 __all__ = ["DemoDeviceError", "DemoRunner", "GateFull", "RunCancelled", "RunTimedOut"]
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.05  # how often run() polls is_disconnected while a run is in flight
+POLL_S = 0.05  # how often a run's reader polls is_disconnected while the run is in flight
 DEVICES = ("auto", "cpu", "cuda")
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 class SharedStore(Protocol):
@@ -53,16 +55,74 @@ class SharedStore(Protocol):
 
 
 class Engine(Protocol):
-    """engine.run_experiment's signature; tests inject fakes through DemoRunner(engine=...)."""
+    """experiment.execute's signature; tests inject engines they control."""
 
     def __call__(
         self,
-        config: DemoConfig,
-        device: str = ...,
+        experiment: Experiment,
+        params: ExperimentParams,
+        device: str,
         *,
-        on_progress: Progress | None = ...,
-        should_stop: Callable[[], bool] | None = ...,
-    ) -> dict[str, Any]: ...
+        on_progress: Callable[[Progress], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> DemoResult: ...
+
+
+class Run:
+    """One requested run: a cached result, or a run admitted to the pool."""
+
+    def __init__(
+        self,
+        result: DemoResult | None = None,
+        future: Future[DemoResult] | None = None,
+        events: asyncio.Queue[Progress] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self._result, self._future, self._events = result, future, events
+        self._cancel = cancel or threading.Event()
+
+    def cancel(self) -> None:
+        """Stop the run at its next step (its outcome is then never read)."""
+        self._cancel.set()
+        if self._future is not None:
+            self._future.add_done_callback(_retrieve)
+
+    async def events(
+        self, is_disconnected: Callable[[], Awaitable[bool]] | None = None
+    ) -> AsyncIterator[Progress | DemoResult]:
+        """Progress items in order, then the DemoResult; stops the run if abandoned."""
+        if self._result is not None:
+            yield self._result.model_copy(update={"cached": True})
+            return
+        assert self._future is not None and self._events is not None
+        fut = asyncio.wrap_future(self._future)
+        events = self._events
+        finished = False
+        try:
+            while True:
+                # the worker queues its events before the result (call_soon_threadsafe is
+                # FIFO), so once fut is done every event is already in `events`
+                while not events.empty():
+                    yield events.get_nowait()
+                if fut.done():
+                    finished = True
+                    yield fut.result().model_copy(update={"cached": False})
+                    return
+                getter = asyncio.ensure_future(events.get())
+                try:
+                    done, _ = await asyncio.wait(
+                        {fut, getter}, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    if not getter.done():
+                        getter.cancel()
+                if getter in done and not getter.cancelled():
+                    yield getter.result()
+                if is_disconnected is not None and not fut.done() and await is_disconnected():
+                    self._cancel.set()
+        finally:
+            if not finished:  # the reader left, was cancelled, or the run failed
+                self.cancel()
 
 
 class DemoRunner:
@@ -78,6 +138,7 @@ class DemoRunner:
         threads: int | None = None,
         engine: Engine | None = None,
         store: SharedStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
@@ -86,16 +147,17 @@ class DemoRunner:
         self.requested_device = device
         self.max_running, self.max_queued = max_running, max_queued
         self.time_budget_s, self.cache_size = time_budget_s, cache_size
-        self.threads = threads  # torch CPU threads per run; None: engine.default_threads()
+        self.threads = threads  # torch CPU threads per run; None: one
         self._engine = engine
         self._store = store  # shared second-level cache (the database), or None
+        self._clock = clock
         self._torch_version: str | None = None
         self._lock = threading.Lock()  # guards the counters and the cache
         self._init_lock = threading.Lock()  # one thread imports torch and picks the device
         self._running = 0
         self._queued = 0
         self._avg_run_s = 1.0  # moving average of run times, for Retry-After
-        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._cache: OrderedDict[str, DemoResult] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=max_running, thread_name_prefix="demo-run")
         self._closed = threading.Event()  # set by shutdown(); warm-up stops at the next run
         self._torch_ready = False
@@ -107,14 +169,14 @@ class DemoRunner:
     # ------------------------------------------------------------------ torch and device
 
     def _ensure_torch(self) -> Engine:
-        """Import torch and the engine, pick the device (once); the engine to call."""
+        """Import torch and the engines, pick the device (once); the engine to call."""
         with self._init_lock:
             if self._run_fn is None:
                 import functools
 
                 import torch
 
-                from app.demo import engine
+                from app.demo.experiment import execute
 
                 if self.requested_device == "cuda" and not torch.cuda.is_available():
                     self._device_error = (
@@ -126,20 +188,18 @@ class DemoRunner:
                 else:
                     self._device = "cuda"
                 self._torch_version = torch.__version__
-                self._run_fn = self._engine or functools.partial(
-                    engine.run_experiment, threads=self.threads
-                )
+                self._run_fn = self._engine or functools.partial(execute, threads=self.threads)
                 self._torch_ready = True
         if self._device_error is not None:
             raise DemoDeviceError(self._device_error)
         return self._run_fn
 
-    def start_warmup(self, configs: Iterable[DemoConfig] = ()) -> None:
-        """Import torch, pick the device and run `configs` into the cache, in the background.
+    def start_warmup(self, runs: Iterable[tuple[Experiment, ExperimentParams]] = ()) -> None:
+        """Import torch, pick the device and compute `runs` into the cache, in the background.
 
         Returns at once; pages never wait for it. Warm-up runs go through the gate but skip
         (rather than queue) when it is busy."""
-        todo = list(configs)
+        todo = list(runs)
 
         def warm() -> None:
             try:
@@ -147,24 +207,20 @@ class DemoRunner:
             except DemoDeviceError as exc:
                 log.error("demo warm-up: %s", exc)
                 return
-            for config in todo:
+            for experiment, params in todo:
                 if self._closed.is_set():  # the app is shutting down: stop quietly
                     return
-                if self._cache_get(config.cache_key()) is not None:
+                key = experiment.cache_key(params)
+                if self._cache_get(key) is not None or self._stored(key) is not None:
                     continue
-                if self._store is not None and self._device and self._torch_version:
-                    stored = self._store.get(config.cache_key(), self._torch_version, self._device)
-                    if stored is not None:  # another worker computed it already
-                        self._cache_put(config.cache_key(), stored)
-                        continue
                 try:
                     self._admit()
                 except GateFull:
                     continue
                 try:
-                    self._submit(config, None, threading.Event()).result()
+                    self._submit(experiment, params, None, threading.Event()).result()
                 except Exception as exc:  # a warm-up failure must not kill the thread
-                    log.warning("demo warm-up run %s failed: %s", config.cache_key(), exc)
+                    log.warning("demo warm-up run %s failed: %s", key, exc)
 
         self._warmup = threading.Thread(target=warm, name="demo-warmup", daemon=True)
         self._warmup.start()
@@ -184,9 +240,11 @@ class DemoRunner:
             }
 
     def shutdown(self) -> None:
-        """Stop accepting work; queued runs are dropped, running ones finish."""
+        """Stop accepting work; queued runs are dropped, running ones stop at their next step."""
         self._closed.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._warmup is not None:
+            self._warmup.join(timeout=0)  # daemon thread: never block shutdown on it
         if self._store is not None:
             self._store.close()
 
@@ -201,34 +259,28 @@ class DemoRunner:
             self._queued += 1
 
     def _submit(
-        self, config: DemoConfig, emit: Progress | None, cancel: threading.Event
-    ) -> Future[dict[str, Any]]:
+        self,
+        experiment: Experiment,
+        params: ExperimentParams,
+        emit: Callable[[Progress], None] | None,
+        cancel: threading.Event,
+    ) -> Future[DemoResult]:
         """Hand an admitted run to the pool (which queues it until a slot frees)."""
         try:
-            return self._pool.submit(self._work, config, emit, cancel)
+            return self._pool.submit(self._work, experiment, params, emit, cancel)
         except RuntimeError:  # the pool is shut down
             with self._lock:
                 self._queued -= 1
             raise
 
-    def _cache_get(self, key: str) -> dict[str, Any] | None:
+    def _cache_get(self, key: str) -> DemoResult | None:
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
             return hit
 
-    async def _shared_get(self, config: DemoConfig) -> dict[str, Any] | None:
-        """A result another worker stored, once this one knows its torch version and device."""
-        if self._store is None or self._device is None or self._torch_version is None:
-            return None
-        key = config.cache_key()
-        stored = await asyncio.to_thread(self._store.get, key, self._torch_version, self._device)
-        if stored is not None:
-            self._cache_put(key, stored)
-        return stored
-
-    def _cache_put(self, key: str, result: dict[str, Any]) -> None:
+    def _cache_put(self, key: str, result: DemoResult) -> None:
         if self.cache_size == 0:
             return
         with self._lock:
@@ -237,41 +289,61 @@ class DemoRunner:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
 
+    def _stored(self, key: str) -> DemoResult | None:
+        """A result another worker stored, once this one knows its torch version and device."""
+        if self._store is None or self._device is None or self._torch_version is None:
+            return None
+        stored = self._store.get(key, self._torch_version, self._device)
+        if stored is None:
+            return None
+        try:
+            result = DemoResult.model_validate(stored)
+        except ValueError:  # written by another version of the code: compute it afresh
+            return None
+        self._cache_put(key, result)
+        return result
+
     # ------------------------------------------------------------------ the work
 
     def _work(
-        self, config: DemoConfig, emit: Progress | None, cancel: threading.Event
-    ) -> dict[str, Any]:
+        self,
+        experiment: Experiment,
+        params: ExperimentParams,
+        emit: Callable[[Progress], None] | None,
+        cancel: threading.Event,
+    ) -> DemoResult:
         """Runs on a pool thread: one experiment, under the time budget."""
         with self._lock:
             self._queued -= 1
             self._running += 1
-        start = time.monotonic()
+        start = self._clock()
         try:
             if cancel.is_set():
                 raise RunCancelled("the client went away before the run started")
             run_fn = self._ensure_torch()
             assert self._device is not None
             # the budget is for training; the one-off torch import does not count against it
-            deadline = time.monotonic() + self.time_budget_s
+            deadline = self._clock() + self.time_budget_s
             timed_out = False
 
             def should_stop() -> bool:
                 nonlocal timed_out
-                if cancel.is_set():
+                if cancel.is_set() or self._closed.is_set():
                     return True
-                if time.monotonic() > deadline:
+                if self._clock() > deadline:
                     timed_out = True
                     return True
                 return False
 
             try:
-                result = run_fn(config, self._device, on_progress=emit, should_stop=should_stop)
+                result = run_fn(
+                    experiment, params, self._device, on_progress=emit, should_stop=should_stop
+                )
             except RunCancelled as exc:
                 if timed_out:
                     raise RunTimedOut(
                         f"the run exceeded its wall-clock budget of {self.time_budget_s:g} s "
-                        "and was stopped; lower steps, depth, width or batch_size"
+                        "and was stopped; lower steps or the model's size"
                     ) from exc
                 raise
             except Exception as exc:
@@ -279,79 +351,57 @@ class DemoRunner:
                     _release_device_memory()
                     raise DemoDeviceError(
                         f"the {self._device} device ran out of memory for this run; lower "
-                        "depth, width or batch_size, or retry when the demo is less busy"
+                        "its size, or retry when the demo is less busy"
                     ) from exc
                 raise
-            self._cache_put(config.cache_key(), result)
+            key = experiment.cache_key(params)
+            self._cache_put(key, result)
             if self._store is not None:
-                self._store.put(config.cache_key(), result)
+                self._store.put(key, result.model_dump(mode="json"))
             return result
         finally:
-            elapsed = time.monotonic() - start
+            elapsed = self._clock() - start
             with self._lock:
                 self._running -= 1
                 self._avg_run_s = 0.8 * self._avg_run_s + 0.2 * elapsed
 
-    async def run(
-        self,
-        config: DemoConfig,
-        *,
-        on_progress: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
-        is_disconnected: Callable[[], Awaitable[bool]] | None = None,
-    ) -> dict[str, Any]:
-        """The result for `config` (with `cached`), from the cache or from a fresh run.
-
-        Progress events are awaited on the caller's loop, in order. Raises GateFull,
-        RunTimedOut, RunCancelled or DemoDeviceError."""
-        hit = self._cache_get(config.cache_key())
-        if hit is None:
-            hit = await self._shared_get(config)
+    async def open(self, experiment: Experiment, params: ExperimentParams) -> Run:
+        """A run of this config: from the cache, or admitted now (raises GateFull when full)."""
+        key = experiment.cache_key(params)
+        hit = self._cache_get(key)
+        if hit is None and self._store is not None:
+            hit = await asyncio.to_thread(self._stored, key)
         if hit is not None:
-            return copy.deepcopy(hit) | {"cached": True}
+            return Run(result=hit)
         self._admit()
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        events: asyncio.Queue[Progress] = asyncio.Queue()
         cancel = threading.Event()
-        emit: Progress | None = None
-        if on_progress is not None:
 
-            def emit(event: dict[str, Any]) -> None:  # on the worker thread
+        def emit(event: Progress) -> None:  # on the worker thread
+            try:
                 loop.call_soon_threadsafe(events.put_nowait, event)
+            except RuntimeError:  # the loop is closed (the app stopped): nobody listens
+                cancel.set()
 
-        fut = asyncio.wrap_future(self._submit(config, emit, cancel))
-        getter: asyncio.Future[dict[str, Any]] | None = None
-        try:
-            while True:
-                # the worker queues its events before the result (call_soon_threadsafe is
-                # FIFO), so once fut is done every event is already in `events`
-                while on_progress is not None and not events.empty():
-                    await on_progress(events.get_nowait())
-                if fut.done():
-                    return fut.result() | {"cached": False}
-                getter = asyncio.ensure_future(events.get())
-                done, _ = await asyncio.wait(
-                    {fut, getter}, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED
-                )
-                if getter in done:
-                    event = getter.result()
-                    if on_progress is not None:
-                        await on_progress(event)
-                else:
-                    getter.cancel()
-                getter = None
-                if is_disconnected is not None and not fut.done() and await is_disconnected():
-                    cancel.set()
-        except BaseException:
-            # the caller was cancelled, on_progress raised, or the run failed: make sure the
-            # worker stops at its next step and its outcome is not reported as unretrieved
-            cancel.set()
-            if getter is not None:
-                getter.cancel()
-            fut.add_done_callback(_retrieve)
-            raise
+        future = self._submit(experiment, params, emit, cancel)
+        return Run(future=future, events=events, cancel=cancel)
+
+    async def result(
+        self,
+        experiment: Experiment,
+        params: ExperimentParams,
+        is_disconnected: Callable[[], Awaitable[bool]] | None = None,
+    ) -> DemoResult:
+        """Open a run and read it to its result (progress is dropped)."""
+        run = await self.open(experiment, params)
+        async for item in run.events(is_disconnected):
+            if isinstance(item, DemoResult):
+                return item
+        raise RuntimeError("a run ended without a result")  # pragma: no cover
 
 
-def _retrieve(fut: asyncio.Future[Any]) -> None:
+def _retrieve(fut: Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()
 

@@ -1,32 +1,27 @@
-"""The live demo under /api/demo: presets, one run as JSON, or a run as server-sent events.
+"""The live demo under /api/demo: the catalog, one run as JSON, or a run as server-sent events.
 Torch work happens in the runner's worker threads, never on the event loop."""
 
-import asyncio
-import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import Settings
 from app.db import is_sqlite, make_engine
-from app.demo.errors import DemoDeviceError, GateFull, RunCancelled, RunTimedOut
-from app.demo.presets import (
-    PRESETS,
-    DemoConfig,
-    DemoInputError,
-    presets_catalog,
-    resolve_config,
-)
-from app.views import DemoPreset, DemoResult, ErrorBody
+from app.demo.catalog import EXPERIMENTS, catalog, defaults, resolve
+from app.demo.errors import DemoDeviceError, DemoInputError, GateFull, RunCancelled, RunTimedOut
+from app.demo.experiment import Experiment
+from app.demo.params import ExperimentParams
+from app.demo.result import DemoResult, Progress
+from app.demo.runner import DemoRunner, Run
+from app.views import DemoPreset, ErrorBody
 
 log = logging.getLogger("glossary.demo")
 
-# Every parameter any preset takes (the fixed contract's names plus e.g. branch_scale).
-PARAMS = tuple(dict.fromkeys(spec.name for p in PRESETS.values() for spec in p.params))
 ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "A parameter is unknown or out of range"},
     503: {"model": ErrorBody, "description": "The demo is busy (see Retry-After) or failed"},
@@ -34,9 +29,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/api/demo", tags=["demo"], responses=ERRORS)
 
 
-def start_runner(app: FastAPI, settings: Settings) -> Any:
-    """Create the app's runner and warm the presets' default results in the background."""
-    from app.demo.runner import DemoRunner
+def start_runner(app: FastAPI, settings: Settings) -> DemoRunner:
+    """Create the app's runner and warm every experiment's default result in the background."""
     from app.demo.store import ResultStore
 
     # With PostgreSQL every worker shares results through the database; SQLite stays
@@ -53,113 +47,115 @@ def start_runner(app: FastAPI, settings: Settings) -> Any:
     )
     app.state.demo_runner = runner
     if settings.demo_warmup:
-        runner.start_warmup([resolve_config(name, {}) for name in PRESETS])
+        runner.start_warmup([(e, defaults(name)) for name, e in EXPERIMENTS.items()])
     return runner
 
 
-def _error(
+# ----------------------------------------------------------------------------- errors
+
+
+def error_response(
     status: int, message: str, details: Any = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     body = ErrorBody(status=status, message=message, details=details)
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
-def _config(request: Request) -> DemoConfig | JSONResponse:
-    query = request.query_params
-    unknown = sorted(set(query) - {"preset", *PARAMS})
-    if unknown:
-        return _error(
-            422,
-            f"Unknown parameter {unknown[0]!r}; allowed: preset, " + ", ".join(PARAMS),
-            {"parameter": unknown[0]},
-        )
-    try:
-        return resolve_config(query.get("preset"), {name: query.get(name) for name in PARAMS})
-    except DemoInputError as exc:
-        return _error(422, str(exc), {"parameter": exc.param, "errors": exc.errors})
-
-
-def _run_failure(exc: Exception) -> JSONResponse | None:
-    """Map the runner's exceptions to HTTP answers (None: not one of ours)."""
+def run_failure(exc: Exception) -> JSONResponse | None:
+    """The HTTP answer to one of the demo's exceptions (None: not one of ours)."""
+    if isinstance(exc, DemoInputError):
+        return error_response(422, exc.message, {"parameter": exc.param, "errors": exc.errors})
     if isinstance(exc, GateFull):
         retry = max(1, int(exc.retry_after_s))
-        return _error(
+        return error_response(
             503,
             f"The demo is busy; try again in {retry} s.",
             {"retry_after_s": retry},
             {"Retry-After": str(retry)},
         )
     if isinstance(exc, RunTimedOut):
-        return _error(
+        return error_response(
             503,
             f"The run took longer than its time budget: {exc}",
             {"reason": "time_budget"},
             {"Retry-After": "5"},
         )
     if isinstance(exc, DemoDeviceError):
-        return _error(503, str(exc), {"reason": "device"}, {"Retry-After": "2"})
+        return error_response(503, str(exc), {"reason": "device"}, {"Retry-After": "2"})
     return None
 
 
-# Query parameters are declared for the OpenAPI page; the values are read raw and validated
-# by resolve_config so that every message names the parameter and its allowed range.
-QueryStr = Annotated[str | None, Query(max_length=100)]
+def install_demo_error_handlers(app: FastAPI) -> None:
+    """One handler answers every demo error the routes and their dependencies raise."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        answer = run_failure(exc)
+        assert answer is not None
+        return answer
+
+    for kind in (DemoInputError, GateFull, RunTimedOut, DemoDeviceError):
+        app.add_exception_handler(kind, handle)
 
 
-def demo_config(
-    request: Request,
-    preset: QueryStr = None,
-    depth: QueryStr = None,
-    width: QueryStr = None,
-    activation: QueryStr = None,
-    init: QueryStr = None,
-    norm: QueryStr = None,
-    steps: QueryStr = None,
-    batch_size: QueryStr = None,
-    lr: QueryStr = None,
-    seed: QueryStr = None,
-    task: QueryStr = None,
-    branch_scale: QueryStr = None,
-) -> DemoConfig | JSONResponse:
-    """The run's canonical config, or the 422 answer naming the bad parameter."""
-    return _config(request)
+# ----------------------------------------------------------------------------- requests
 
 
-ConfigDep = Annotated[DemoConfig | JSONResponse, Depends(demo_config)]
+class DemoQuery(BaseModel):
+    """?preset= names the experiment; its own parameters follow (see /api/demo/presets)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    preset: str | None = Field(
+        None,
+        max_length=100,
+        description="The experiment, e.g. residual-vs-plain; its parameters (depth=, lr=, "
+        "seed=...) are further query parameters, listed with bounds by GET /api/demo/presets",
+    )
+
+
+def demo_request(query: Annotated[DemoQuery, Query()]) -> tuple[Experiment, ExperimentParams]:
+    """The experiment and its validated parameters (DemoInputError -> 422)."""
+    raw = {name: str(value) for name, value in (query.model_extra or {}).items()}
+    return resolve(query.preset, raw)
+
+
+async def open_run(
+    request: Request, wanted: Annotated[tuple[Experiment, ExperimentParams], Depends(demo_request)]
+) -> Run:
+    """The run, cached or admitted (GateFull -> 503 before any byte is sent)."""
+    runner: DemoRunner = request.app.state.demo_runner
+    return await runner.open(*wanted)
+
+
+RunDep = Annotated[Run, Depends(open_run)]
+
+
+# ----------------------------------------------------------------------------- routes
 
 
 @router.get("/presets", response_model=list[DemoPreset])
 def list_presets() -> list[dict[str, Any]]:
-    """The presets: variants, parameters with defaults and bounds."""
-    return presets_catalog()
+    """Every experiment: family, terms, variants, parameters with bounds, claims."""
+    return catalog()
 
 
 @router.get("", response_model=DemoResult)
-async def run_demo(request: Request, config: ConfigDep) -> Response:
+async def run_demo(request: Request, run: RunDep) -> Response:
     """Run one experiment (or answer it from the cache) and return every number."""
-    if isinstance(config, JSONResponse):
-        return config
     try:
-        result = await request.app.state.demo_runner.run(
-            config, is_disconnected=request.is_disconnected
-        )
-    except RunCancelled:
+        async for item in run.events(request.is_disconnected):
+            if isinstance(item, DemoResult):
+                return JSONResponse(
+                    item.model_dump(mode="json"), headers={"cache-control": "public, max-age=3600"}
+                )
+    except RunCancelled:  # the client went away: nobody reads this answer
         return Response(status_code=499)
-    except Exception as exc:
-        failure = _run_failure(exc)
-        if failure is None:
-            raise
-        return failure
-    return JSONResponse(result, headers={"cache-control": "public, max-age=3600"})
-
-
-def _event(name: str, data: Any) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    raise RuntimeError("a run ended without a result")  # pragma: no cover
 
 
 @router.get(
     "/stream",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={
         200: {
             "content": {"text/event-stream": {}},
@@ -167,60 +163,20 @@ def _event(name: str, data: Any) -> bytes:
         }
     },
 )
-async def stream_demo(request: Request, config: ConfigDep) -> Response:
+async def stream_demo(request: Request, run: RunDep) -> AsyncIterator[ServerSentEvent]:
     """The same run as server-sent events: progress per recorded step, then the result."""
-    if isinstance(config, JSONResponse):
-        return config
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-    async def on_progress(event: dict[str, Any]) -> None:
-        await queue.put(_event("progress", event))
-
-    async def produce() -> dict[str, Any]:
-        try:
-            result: dict[str, Any] = await request.app.state.demo_runner.run(
-                config, on_progress=on_progress, is_disconnected=request.is_disconnected
-            )
-            return result
-        finally:
-            await queue.put(None)
-
-    run_task = asyncio.create_task(produce())
-    # Wait for the first event so that a full gate or a bad device is a proper HTTP error.
-    first = await queue.get()
-    if first is None:
-        await asyncio.wait([run_task])
-        error = run_task.exception()
-        failure = _run_failure(error) if isinstance(error, Exception) else None
-        if failure is not None:
-            return failure
-
-    async def events() -> AsyncIterator[bytes]:
-        try:
-            if first is not None:
-                yield first
-                while (item := await queue.get()) is not None:
-                    yield item
-            try:
-                yield _event("result", await run_task)
-            except Exception as exc:
-                failure = _run_failure(exc)
-                message = (
-                    json.loads(bytes(failure.body))
-                    if failure is not None
-                    else {"status": 500, "message": "The run failed on our side.", "details": None}
-                )
-                if failure is None:
-                    log.exception("demo run failed")
-                yield _event("error", message)
-        finally:
-            if not run_task.done():
-                run_task.cancel()
-                with contextlib.suppress(BaseException):
-                    await run_task
-
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
-    )
+    try:
+        async for item in run.events(request.is_disconnected):
+            name = "progress" if isinstance(item, Progress) else "result"
+            yield ServerSentEvent(event=name, data=item)
+    except RunCancelled:  # the client went away
+        return
+    except Exception as exc:
+        failure = run_failure(exc)
+        if failure is None:
+            log.exception("demo run failed")
+            body: Any = {"status": 500, "message": "The run failed on our side.", "details": None}
+        else:
+            body = failure.body
+            body = ErrorBody.model_validate_json(bytes(body)).model_dump()
+        yield ServerSentEvent(event="error", data=body)

@@ -1,0 +1,1 @@
+"""The experiment families' engines: torch code, imported only by demo workers."""

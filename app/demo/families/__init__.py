@@ -1,0 +1,1 @@
+"""The experiment families as data: specs, parameter models and claims (no torch)."""
