@@ -11,11 +11,17 @@ from typing import Any
 
 from app.demo.errors import DemoInputError
 from app.demo.experiment import Experiment
-from app.demo.families import gradient_flow
+from app.demo.families import (
+    architectures,
+    generalization,
+    gradient_flow,
+    optimization,
+    signal_propagation,
+)
 from app.demo.params import ExperimentParams, parse_params
 
 DEFAULT_EXPERIMENT = "residual-vs-plain"
-FAMILIES = (gradient_flow,)
+FAMILIES = (gradient_flow, signal_propagation, optimization, generalization, architectures)
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for f in FAMILIES for e in f.EXPERIMENTS}
 assert len(EXPERIMENTS) == sum(len(f.EXPERIMENTS) for f in FAMILIES), "experiment names clash"
