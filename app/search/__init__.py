@@ -1,9 +1,7 @@
 """Search over the glossary: query parsing, typo tolerance, ranking, highlighting, suggestions
 and "did you mean", on SQLite (FTS5) or PostgreSQL (tsvector + pg_trgm).
 
-Everything lives in tables that build_index() creates inside the content-load transaction;
-the web process only reads them. How a query is answered (Meilisearch/Algolia-style bucket
-ranking):
+How a query is answered (Meilisearch/Algolia-style bucket ranking):
 
 1. The query is folded (case, diacritics, punctuation) into at most MAX_QUERY_WORDS words,
    and every word must match (AND). The last word is also a prefix ("resid" finds Residual
@@ -18,32 +16,24 @@ ranking):
    checked with an optimal-string-alignment distance.
 4. Inside a level the buckets are: names equal to the corrected query, then documents whose
    title holds every word, then title and synonyms, then those and the summary, then the
-   whole text. Each bucket is an index of its own, ranked with column weights (bm25 on
-   SQLite, ts_rank with bm25's length normalization on PostgreSQL), so the long text is
-   only ranked when the earlier buckets do not fill the page. Past RANK_WINDOW matches a
-   bucket ranks a window of them, and counting stops at MAX_TOTAL.
+   whole text. Each bucket is a full-text index of its own, ranked with column weights
+   (bm25 on SQLite, ts_rank_cd on PostgreSQL), so the long text is only ranked when the
+   earlier buckets do not fill the page. Past RANK_WINDOW matches a bucket ranks a window
+   of them, and counting stops at MAX_TOTAL.
 
-Layout: core.py is the algorithm, the same for both databases; it runs every statement
-through a Store (store.py), sqlite.py or postgres.py, chosen by the connection's dialect;
-all database-specific SQL is in those two. model.py holds the constants and data shapes,
-typos.py the edit distances, highlight.py the <mark>ing.
+Layout. Building: build.py computes the rows and writes them, in the content load's
+transaction, to the plain tables (tables.py, the same on every database) and the database's
+full-text tables. Querying: query.py turns the words into terms (prefixes, typo levels),
+results.py answers search(), autocomplete.py suggest(), did_you_mean.py closest(); they
+read the plain tables through lookups.py and the full text through a FullText
+(fulltext.py), which backend.py picks by dialect: sqlite.py or postgres.py, the only
+modules with SQL of one database. model.py holds the constants and data shapes, typos.py
+the edit distances, highlight.py the <mark>ing.
 """
 
-from app.search.core import (
-    after_load,
-    build_index,
-    closest,
-    compact,
-    corrections,
-    drop_index,
-    index_rows,
-    parse_query,
-    prepare,
-    query_words,
-    search,
-    stages,
-    suggest,
-)
+from app.search.autocomplete import suggest
+from app.search.build import after_load, build_index, drop_index, index_rows
+from app.search.did_you_mean import closest
 from app.search.highlight import Highlighter, excerpt, highlight
 from app.search.model import (
     BUCKET_SCORE,
@@ -64,6 +54,8 @@ from app.search.model import (
     Suggestion,
     Term,
 )
+from app.search.query import compact, corrections, parse_query, prepare, query_words, stages
+from app.search.results import search
 from app.search.sqlite import match_expression
 from app.search.typos import delete_depth, deletes, osa_distance, typo_budget
 

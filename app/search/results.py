@@ -1,0 +1,146 @@
+"""Answering a query: exact names first, then the buckets in order at the first typo level
+that finds anything, scored, paged and highlighted."""
+
+from collections.abc import Sequence
+
+from sqlmodel import Session
+
+from app.search import lookups
+from app.search.backend import fulltext_for
+from app.search.highlight import Highlighter, excerpt, highlight
+from app.search.lookups import StoredDoc
+from app.search.model import BUCKET_SCORE, LEVEL_PENALTY, MAX_TOTAL, TIERS, Hit, Results, Term
+from app.search.query import corrected_names, parse_query, prepare, stages
+from app.text import fold
+
+
+def _coverage(text: str, terms: Sequence[Term]) -> int:
+    tokens = fold(text).split()
+    tokens.append("".join(tokens))
+    return sum(1 for term in terms if any(term.matches(t) for t in tokens))
+
+
+def matched_name(doc: StoredDoc, terms: Sequence[Term]) -> tuple[str, str | None]:
+    """("title", None) or ("synonyms", the synonym): the name holding the most words."""
+    names: list[tuple[str, str | None]] = [("title", None)]
+    names += [("synonyms", synonym) for synonym in doc.synonyms]
+    return max(names, key=lambda n: _coverage(n[1] or doc.title, terms))  # first on ties
+
+
+def _hit(
+    doc: StoredDoc,
+    terms: Sequence[Term],
+    score: float,
+    bucket: str,
+    exact_name: tuple[str, bool] | None,
+    highlighter: Highlighter,
+) -> Hit:
+    """A result: which field matched follows from the bucket that found it."""
+    if exact_name is not None:
+        name, is_title = exact_name
+        matched_field, synonym = ("title", None) if is_title else ("synonyms", name)
+    elif bucket == "title":
+        matched_field, synonym = "title", None
+    elif bucket in ("names", "corrected"):
+        matched_field, synonym = matched_name(doc, terms)
+    else:
+        matched_field, synonym = ("summary" if bucket == "head" else "body"), None
+    snippet = (
+        excerpt(doc.body, highlighter)
+        if matched_field == "body"
+        else highlight(doc.summary, highlighter)
+    )
+    return Hit(
+        slug=doc.slug,
+        title=doc.title,
+        summary=doc.summary,
+        category=doc.category,
+        score=round(score, 4),
+        matched_field=matched_field,
+        matched_synonym=synonym,
+        exact=exact_name is not None,
+        title_html=str(highlight(doc.title, highlighter)),
+        snippet_html=str(snippet),
+    )
+
+
+def _squash(relevance: float) -> float:
+    """A relevance (>= 0, higher is better) to [0, 40): monotone, never crossing a bucket."""
+    x = max(0.0, relevance)
+    return 40.0 * x / (1.0 + x)
+
+
+def _corrected_query(terms: Sequence[Term], top: StoredDoc | None) -> str:
+    """The query as corrected, spelled the way the first hit spells it when it can."""
+    words = []
+    tokens = fold(" ".join([top.title, *top.synonyms, top.summary]) if top else "").split()
+    for term in terms:
+        if not term.alternatives or any(t == term.word for t in tokens):
+            words.append(term.word)
+            continue
+        alt_term = Term("", False, term.alternatives)
+        seen = next((t for t in tokens if alt_term.matches(t)), None)
+        words.append(seen or term.alternatives[0].token)
+    return " ".join(words)
+
+
+def search(
+    session: Session, query: str, *, limit: int = 20, offset: int = 0, category: str | None = None
+) -> Results:
+    """Ranked hits for a free-text query; an exact title or synonym always ranks first."""
+    results = Results(query=query, total=0)
+    parsed = parse_query(query)
+    if not parsed:
+        return results
+    conn = session.connection()
+    fulltext = fulltext_for(conn)
+    parsed = prepare(conn, parsed)
+    needed = offset + limit
+    wanted = " ".join(t.word for t in parsed)
+    exact = lookups.exact_names(conn, [wanted], category)
+    if exact and any(t.dead for t in parsed):  # a name with the spaces taken out
+        parsed = [Term(t.word, t.prefix, completions=t.completions) for t in parsed]
+    for level, terms in stages(conn, parsed):
+        if level and exact:
+            break  # an exact name is never a typo
+        named = exact or (
+            lookups.exact_names(conn, corrected_names(terms), category) if level else []
+        )
+        ranked: list[tuple[int, float, str, tuple[str, bool] | None]] = []
+        seen: set[int] = set()
+        for doc_id, name, is_title in named:
+            if doc_id not in seen:
+                bucket = "corrected" if level else ("exact_title" if is_title else "exact_synonym")
+                ranked.append(
+                    (doc_id, BUCKET_SCORE[bucket], bucket, None if level else (name, is_title))
+                )
+                seen.add(doc_id)
+        count, among = fulltext.count(terms, category, sorted(seen))
+        if not count and not seen:
+            continue
+        results.total_exact = count <= MAX_TOTAL
+        total = count + len(seen) - among if results.total_exact else MAX_TOTAL
+        known_total = total if results.total_exact else None
+        for tier in TIERS:
+            if len(ranked) >= needed:
+                break
+            fetched = fulltext.ranked(tier, terms, category, needed + len(seen), known_total)
+            for doc_id, relevance in fetched:
+                if doc_id not in seen:
+                    seen.add(doc_id)
+                    ranked.append((doc_id, BUCKET_SCORE[tier] + _squash(relevance), tier, None))
+        page = ranked[offset:needed]
+        docs = lookups.documents(conn, [doc_id for doc_id, _, _, _ in page])
+        results.total = total
+        highlighter = Highlighter(terms)
+        results.hits = [
+            _hit(
+                docs[doc_id], terms, score - LEVEL_PENALTY * level, bucket, exact_name, highlighter
+            )
+            for doc_id, score, bucket, exact_name in page
+        ]
+        if level:
+            top = docs.get(page[0][0]) if page else None
+            results.corrected_query = _corrected_query(terms, top)
+        return results
+    return results
