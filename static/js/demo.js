@@ -1,14 +1,18 @@
-// The live demo panel on term pages: builds controls from /api/demo/presets, shows the
-// cached default result at once, streams new runs over server-sent events, and draws the
-// per-layer gradient norms and the loss with Chart.js. Progressive enhancement: without
-// this script the panel keeps its text and a link to the JSON.
+// The live experiment panel on term pages. It builds a picker and controls from
+// /api/demo/presets, opens on the page's own experiment, shows its cached default result at
+// once, streams new runs over server-sent events and draws every chart the result carries
+// (lines, bars, contour heat maps) with Chart.js. Each claim the run checked is shown as
+// reproduced or not. Progressive enhancement: without this script the panel keeps its text,
+// its claims and a link to the JSON.
 "use strict";
 
 (function () {
   const panel = document.getElementById("demo");
   if (!panel || !window.fetch) return;
 
-  const state = { preset: null, result: null, source: null, charts: {}, metric: "weight_grad_norm" };
+  const state = { catalog: [], experiment: null, result: null, source: null, charts: {} };
+  const pageExperiment = panel.dataset.preset;
+
   const el = (tag, attrs, ...children) => {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(attrs || {})) {
@@ -20,29 +24,34 @@
     return node;
   };
   const fmt = (x) => (x === null || x === undefined || !isFinite(x) ? "–"
-    : Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(2) : x.toPrecision(3));
+    : Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(2) : Number(x.toPrecision(3)).toString());
   // Label only the powers of ten on a log axis, as 1e-7 rather than 0.0000001.
   const logTick = (value) => {
     const exponent = Math.log10(value);
     return Math.abs(exponent - Math.round(exponent)) < 1e-9 ? `1e${Math.round(exponent)}` : "";
   };
   const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-  const palette = () => ["--chart-1", "--chart-2", "--chart-3", "--chart-4"].map(cssVar);
+  const palette = () => [1, 2, 3, 4, 5, 6].map((i) => cssVar(`--chart-${i}`));
 
-  // ------------------------------------------------------------------ controls
+  // ------------------------------------------------------------------ controls and links
 
   function paramsFromControls() {
-    const params = new URLSearchParams({ preset: state.preset.name });
-    for (const spec of state.preset.params) {
+    const params = new URLSearchParams({ preset: state.experiment.name });
+    for (const spec of state.experiment.params) {
       const input = panel.querySelector(`[name="${spec.name}"]`);
       if (input && String(input.value) !== String(spec.default)) params.set(spec.name, input.value);
     }
     return params;
   }
 
+  // The page's own URL carries the run: ?demo=<experiment> when it is not the page's own,
+  // then every parameter that differs from its default.
   function permalink(params) {
     const url = new URL(window.location.href);
-    for (const spec of state.preset.params) url.searchParams.delete(spec.name);
+    const known = new Set(["demo"]);
+    for (const experiment of state.catalog) for (const spec of experiment.params) known.add(spec.name);
+    for (const key of known) url.searchParams.delete(key);
+    if (state.experiment.name !== pageExperiment) url.searchParams.set("demo", state.experiment.name);
     for (const [key, value] of params) if (key !== "preset") url.searchParams.set(key, value);
     url.hash = "demo";
     return url;
@@ -50,7 +59,7 @@
 
   function control(spec, initial) {
     const id = `demo-${spec.name}`;
-    const label = el("label", { for: id, text: spec.name.replace("_", " ") });
+    const label = el("label", { for: id, text: spec.name.replace(/_/g, " ") });
     let input;
     if (spec.kind === "choice") {
       input = el("select", { id, name: spec.name });
@@ -70,68 +79,95 @@
       el("span", { id: `${id}-help`, class: "visually-hidden", text: spec.help }));
   }
 
-  function build(preset) {
-    state.preset = preset;
-    const query = new URLSearchParams(window.location.search);
+  function picker(current) {
+    const select = el("select", { id: "demo-experiment", name: "experiment" });
+    const families = new Map();
+    for (const experiment of state.catalog) {
+      if (!families.has(experiment.family)) families.set(experiment.family, []);
+      families.get(experiment.family).push(experiment);
+    }
+    for (const [family, experiments] of families) {
+      const group = el("optgroup", { label: family.replace(/-/g, " ") });
+      for (const experiment of experiments) {
+        const own = experiment.name === pageExperiment ? " (this page)" : "";
+        group.append(el("option", { value: experiment.name, text: experiment.title + own }));
+      }
+      select.append(group);
+    }
+    select.value = current.name;
+    return el("div", { class: "demo__picker" }, el("label", { for: "demo-experiment", text: "Experiment" }), select);
+  }
+
+  function build(experiment, query) {
+    state.experiment = experiment;
+    for (const chart of Object.values(state.charts)) chart.destroy();
+    state.charts = {};
     const form = el("form", { class: "demo__form", "aria-describedby": "demo-intro" });
     const controls = el("div", { class: "demo__controls" });
-    for (const spec of preset.params) {
-      const initial = query.has(spec.name) ? query.get(spec.name) : spec.default;
+    for (const spec of experiment.params) {
+      const initial = query && query.has(spec.name) ? query.get(spec.name) : spec.default;
       controls.append(control(spec, initial));
     }
     const run = el("button", { type: "submit", text: "Run" });
     const reset = el("button", { type: "button", class: "secondary", text: "Reset" });
-    const metric = el("select", { id: "demo-metric", "aria-label": "Gradient shown in the chart" },
-      el("option", { value: "weight_grad_norm", text: "Weight gradient norm" }),
-      el("option", { value: "activation_grad_norm", text: "Input-activation gradient norm" }));
     const link = el("a", { href: "#demo", class: "demo__permalink", text: "Permalink" });
-    const json = el("a", { href: "#", download: `${preset.name}.json`, text: "JSON" });
-    const csv = el("a", { href: "#", download: `${preset.name}.csv`, text: "CSV" });
-    form.append(controls, el("div", { class: "demo__actions" }, run, reset, metric,
+    const json = el("a", { href: "#", download: `${experiment.name}.json`, text: "JSON" });
+    const csv = el("a", { href: "#", download: `${experiment.name}.csv`, text: "CSV" });
+    form.append(controls, el("div", { class: "demo__actions" }, run, reset,
       el("span", { class: "demo__links" }, link, " · Download ", json, " · ", csv)));
 
     const status = el("p", { class: "demo__status", role: "status", "aria-live": "polite" });
+    const claims = el("section", { class: "demo__claims", "aria-labelledby": "demo-claims-heading" },
+      el("h3", { id: "demo-claims-heading", text: "What the run checks" }),
+      el("ul", { class: "claims" }, ...experiment.claims.map((c) => el("li", { class: "claim", "data-claim": c.id },
+        el("span", { class: "claim__mark", text: "…" }), " ", el("span", { class: "claim__statement", text: c.statement })))));
     const summary = el("p", { class: "demo__summary", "aria-live": "polite" });
-    const charts = el("div", { class: "demo__charts" },
-      chartBox("grad", "Gradient norm by layer (log scale, input on the left)"),
-      chartBox("loss", "Training loss by step"));
+    const charts = el("div", { class: "demo__charts" }, ...experiment.charts.map((c) => chartBox(c)));
     const meta = el("p", { class: "demo__meta" });
-    const table = el("details", { class: "demo__table" }, el("summary", { text: "Numbers as a table" }),
-      el("div", { class: "table-scroll", tabindex: 0, role: "region", "aria-label": "Gradient norms per layer" }));
+    const tables = el("details", { class: "demo__table" }, el("summary", { text: "Numbers as tables" }),
+      el("div", { class: "demo__tables" }));
 
-    // A keyboard user may already be inside the panel (on its JSON link) when it is rebuilt:
-    // keep their place by moving focus to the first control instead of losing it.
-    const hadFocus = panel.contains(document.activeElement);
+    // A keyboard user may already be inside the panel (on its JSON link or the picker) when
+    // it is rebuilt: keep their place instead of losing focus to the page.
+    const focused = panel.contains(document.activeElement) ? document.activeElement.id : null;
     panel.replaceChildren(
-      el("h2", { id: "demo-heading", text: `Live experiment: ${preset.title}` }),
-      el("p", { id: "demo-intro", class: "demo__intro", text: `${preset.description} (${preset.citation})` }),
-      form, status, summary, charts, meta, table);
+      el("h2", { id: "demo-heading", text: `Live experiment: ${experiment.title}` }),
+      picker(experiment),
+      el("p", { id: "demo-intro", class: "demo__intro", text: `${experiment.description} (${experiment.citation})` }),
+      form, status, claims, summary, charts, meta, tables);
 
+    panel.querySelector("#demo-experiment").addEventListener("change", (event) => {
+      const next = state.catalog.find((e) => e.name === event.target.value);
+      if (next) { build(next, null); fetchResult(paramsFromControls()); }
+    });
     form.addEventListener("submit", (event) => { event.preventDefault(); stream(); });
     reset.addEventListener("click", () => {
-      for (const spec of preset.params) {
+      for (const spec of experiment.params) {
         const input = form.querySelector(`[name="${spec.name}"]`);
         input.value = spec.default;
         input.dispatchEvent(new Event("input"));
       }
       stream();
     });
-    metric.addEventListener("change", () => { state.metric = metric.value; if (state.result) draw(state.result); });
-    form.addEventListener("change", (event) => { if (event.target !== metric) updateLinks(); });
-    Object.assign(state, { form, run, status, summary, meta, table, link, json, csv });
+    form.addEventListener("change", updateLinks);
+    Object.assign(state, { form, run, status, summary, meta, tables, link, json, csv, claims });
     updateLinks();
-    if (hadFocus) controls.querySelector("input, select").focus();
+    if (focused === "demo-experiment") panel.querySelector("#demo-experiment").focus();
+    else if (focused) controls.querySelector("input, select").focus();
   }
 
-  function chartBox(key, title) {
-    const canvas = el("canvas", { role: "img", "aria-label": title, id: `demo-chart-${key}` });
-    return el("figure", { class: "demo__chart" }, el("h3", { text: title }), el("div", { class: "demo__canvas" }, canvas));
+  function chartBox(spec) {
+    const canvas = el("canvas", { role: "img", "aria-label": spec.title, id: `demo-chart-${spec.id}` });
+    return el("figure", { class: "demo__chart", "data-chart": spec.id },
+      el("h3", { text: spec.title }), el("div", { class: "demo__canvas" }, canvas),
+      el("figcaption", { class: "demo__finding" }));
   }
 
   function updateLinks() {
     const params = paramsFromControls();
-    state.link.href = permalink(params).toString();
-    history.replaceState(null, "", permalink(params).toString());
+    const url = permalink(params).toString();
+    state.link.href = url;
+    history.replaceState(null, "", url);
     return params;
   }
 
@@ -143,6 +179,8 @@
     state.status.textContent = message || "";
   }
 
+  const ranIn = (body) => (body.cached ? "Cached result." : `Ran in ${Math.round(body.elapsed_ms)} ms on ${body.device}.`);
+
   async function fetchResult(params) {
     setBusy(true, "Loading the result…");
     try {
@@ -150,7 +188,7 @@
       const body = await response.json();
       if (!response.ok) throw new Error(body.message || `HTTP ${response.status}`);
       show(body);
-      setBusy(false, body.cached ? "Cached result." : `Ran in ${Math.round(body.elapsed_ms)} ms.`);
+      setBusy(false, ranIn(body));
     } catch (error) {
       setBusy(false, `Could not run the experiment: ${error.message}`);
     }
@@ -161,27 +199,24 @@
     const params = updateLinks();
     if (!window.EventSource) { fetchResult(params); return; }
     setBusy(true, "Starting…");
-    const live = { variants: null, finished: false };
+    let finished = false;
     const source = new EventSource(`${panel.dataset.stream}?${params}`);
     state.source = source;
     source.addEventListener("progress", (event) => {
       const data = JSON.parse(event.data);
       state.status.textContent = `Step ${data.step} of ${data.total_steps}…`;
-      live.variants = Object.keys(data.layers).map((name) => ({
-        name, label: labelFor(name), layers: data.layers[name], loss: data.losses[name] || [],
-      }));
-      draw({ variants: live.variants, config: { steps: data.total_steps } });
+      if (data.charts && data.charts.length) drawCharts(data.charts);
     });
     source.addEventListener("result", (event) => {
-      live.finished = true;
+      finished = true;
       source.close();
       const body = JSON.parse(event.data);
       show(body);
-      setBusy(false, body.cached ? "Cached result." : `Ran in ${Math.round(body.elapsed_ms)} ms on ${body.device}.`);
+      setBusy(false, ranIn(body));
     });
     source.addEventListener("error", (event) => {
       source.close();
-      if (live.finished) return;
+      if (finished) return;
       if (event.data) {
         const body = JSON.parse(event.data);
         setBusy(false, `The run stopped: ${body.message}`);
@@ -192,116 +227,210 @@
     });
   }
 
-  function labelFor(name) {
-    const variant = state.preset.variants.find((v) => v.name === name);
-    return variant ? variant.label : name;
-  }
-
-  // ------------------------------------------------------------------ drawing
+  // ------------------------------------------------------------------ showing a result
 
   function show(result) {
     state.result = result;
-    draw(result);
+    drawCharts(result.charts);
+    showClaims(result);
     state.summary.textContent = result.summary;
     state.meta.textContent = `Device: ${result.device} · torch ${result.torch_version} · ` +
       `${Math.round(result.elapsed_ms)} ms${result.cached ? " (cached)" : ""} · seed ${result.config.seed}`;
-    fillTable(result);
+    fillTables(result);
     const blob = (text, type) => URL.createObjectURL(new Blob([text], { type }));
     state.json.href = blob(JSON.stringify(result, null, 2), "application/json");
     state.csv.href = blob(toCsv(result), "text/csv");
   }
 
-  function draw(result) {
-    if (!window.Chart) return;
-    const colors = palette();
-    const text = cssVar("--muted");
-    const grid = cssVar("--border");
-    const gradSets = result.variants.map((v, i) => ({
-      label: v.label,
-      data: v.layers.map((layer) => ({ x: layer.index, y: layer[state.metric] > 0 ? layer[state.metric] : null })),
-      borderColor: colors[i % colors.length], backgroundColor: colors[i % colors.length],
-      borderDash: i % 2 ? [6, 3] : [], pointRadius: 2, tension: 0,
-    }));
-    const lossSets = result.variants.map((v, i) => ({
-      label: v.label,
-      data: v.loss.map((y, step) => ({ x: step, y })),
-      borderColor: colors[i % colors.length], backgroundColor: colors[i % colors.length],
-      borderDash: i % 2 ? [6, 3] : [], pointRadius: 0, tension: 0,
-    }));
-    const axes = (xTitle, yTitle, log, xMin, xMax) => ({
-      x: { type: "linear", min: xMin, max: xMax, title: { display: true, text: xTitle, color: text },
-        ticks: { color: text, precision: 0 }, grid: { color: grid } },
-      y: { type: log ? "logarithmic" : "linear", title: { display: true, text: yTitle, color: text },
-        ticks: { color: text, callback: (value) => (log ? logTick(value) : value) }, grid: { color: grid } },
-    });
-    const depth = Math.max(1, ...result.variants.map((v) => v.layers.length));
-    const steps = Math.max(1, ...result.variants.map((v) => v.loss.length - 1));
-    const options = (xTitle, yTitle, log, xMin, xMax) => ({
-      animation: false, responsive: true, maintainAspectRatio: false, parsing: true,
-      scales: axes(xTitle, yTitle, log, xMin, xMax),
-      plugins: { legend: { labels: { color: text } }, tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${fmt(c.parsed.y)}` } } },
-    });
-    upsert("grad", gradSets, options("layer (1 = nearest the input)", "gradient norm", true, 1, depth));
-    upsert("loss", lossSets, options("step", "loss", false, 0, Math.max(steps, result.config.steps || 0)));
+  function showClaims(result) {
+    const list = el("ul", { class: "claims" });
+    for (const claim of result.claims) {
+      const ok = claim.holds;
+      list.append(el("li", { class: `claim ${ok ? "claim--holds" : "claim--fails"}`, "data-claim": claim.id, "data-holds": String(ok) },
+        el("span", { class: "claim__mark", text: ok ? "✓ Reproduced" : "✗ Not reproduced" }), " ",
+        el("span", { class: "claim__statement", text: claim.statement }),
+        el("span", { class: "claim__numbers", text: ` Measured ${fmt(claim.measured)}; expected ${claim.expected}. (${claim.citation})` })));
+    }
+    const main = result.claims[0];
+    const note = main && !main.holds
+      ? el("p", { class: "claim__note", text: "At these settings the published effect did not appear in this run. Reset to the defaults to see it." })
+      : null;
+    state.claims.replaceChildren(el("h3", { id: "demo-claims-heading", text: "What the run checked" }), list, note || "");
   }
 
-  function upsert(key, datasets, options) {
-    const existing = state.charts[key];
+  function axis(title, log, text, grid, extra) {
+    return Object.assign({
+      type: log ? "logarithmic" : "linear",
+      title: { display: true, text: title, color: text },
+      ticks: { color: text, callback: (value) => (log ? logTick(value) : fmt(value)) },
+      grid: { color: grid },
+    }, extra || {});
+  }
+
+  function drawCharts(charts) {
+    if (!window.Chart) return;
+    for (const chart of charts) {
+      const box = panel.querySelector(`[data-chart="${chart.id}"]`);
+      if (!box) continue;
+      box.querySelector(".demo__finding").textContent = chart.finding || "";
+      upsert(chart);
+    }
+  }
+
+  function datasetsOf(chart) {
+    const colors = palette();
+    const variants = state.experiment.variants.map((v) => v.name);
+    return chart.series.map((series, i) => {
+      const at = series.variant ? variants.indexOf(series.variant) : -1;
+      const color = colors[(at >= 0 ? at : i) % colors.length];
+      const positive = (y) => (chart.y_log && !(y > 0) ? null : y);
+      return {
+        label: series.label,
+        data: chart.kind === "bar"
+          ? series.points.map(([, y]) => y)
+          : series.points.map(([x, y]) => ({ x, y: positive(y) })),
+        borderColor: color, backgroundColor: color,
+        borderDash: series.style === "dashed" ? [6, 3] : [],
+        showLine: series.style !== "points",
+        pointRadius: series.style === "points" ? 3 : chart.kind === "contour" ? 1.5 : series.points.length > 60 ? 0 : 2,
+        tension: 0, spanGaps: false,
+      };
+    });
+  }
+
+  function optionsOf(chart) {
+    const text = cssVar("--muted");
+    const grid = cssVar("--border");
+    const xs = chart.series.flatMap((s) => s.points.map(([x]) => x));
+    const bounds = chart.kind === "contour" && chart.grid
+      ? { min: chart.grid.x[0], max: chart.grid.x[chart.grid.x.length - 1] }
+      : chart.kind === "bar" || !xs.length ? {} : { min: Math.min(...xs), max: Math.max(...xs) };
+    const ybounds = chart.kind === "contour" && chart.grid
+      ? { min: chart.grid.y[0], max: chart.grid.y[chart.grid.y.length - 1] } : {};
+    return {
+      animation: false, responsive: true, maintainAspectRatio: false,
+      scales: {
+        x: chart.kind === "bar"
+          ? { type: "category", title: { display: true, text: chart.x_label, color: text }, ticks: { color: text }, grid: { color: grid } }
+          : axis(chart.x_label, chart.x_log, text, grid, bounds),
+        y: axis(chart.y_label, chart.y_log, text, grid, ybounds),
+      },
+      plugins: {
+        legend: { labels: { color: text } },
+        tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${fmt(c.parsed.y)}` } },
+      },
+    };
+  }
+
+  // A contour chart's grid is painted as a heat map (log of the value) under its series.
+  const heatmap = {
+    id: "gl-heatmap",
+    beforeDatasetsDraw(chart) {
+      const grid = chart.config.options.glGrid;
+      if (!grid) return;
+      const { ctx, chartArea, scales } = chart;
+      const flat = grid.z.flat().filter((v) => v > 0);
+      const lo = Math.log(Math.min(...flat));
+      const hi = Math.log(Math.max(...flat));
+      const base = cssVar("--chart-1");
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(chartArea.left, chartArea.top, chartArea.right - chartArea.left, chartArea.bottom - chartArea.top);
+      ctx.clip();
+      for (let j = 0; j < grid.y.length - 1; j++) {
+        for (let i = 0; i < grid.x.length - 1; i++) {
+          const v = grid.z[j][i];
+          const level = v > 0 && hi > lo ? (Math.log(v) - lo) / (hi - lo) : 0;
+          ctx.globalAlpha = 0.06 + 0.5 * (1 - level);
+          ctx.fillStyle = base;
+          const x0 = scales.x.getPixelForValue(grid.x[i]);
+          const x1 = scales.x.getPixelForValue(grid.x[i + 1]);
+          const y0 = scales.y.getPixelForValue(grid.y[j]);
+          const y1 = scales.y.getPixelForValue(grid.y[j + 1]);
+          ctx.fillRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0) + 0.5, Math.abs(y1 - y0) + 0.5);
+        }
+      }
+      ctx.restore();
+    },
+  };
+
+  function upsert(chart) {
+    const datasets = datasetsOf(chart);
+    const options = Object.assign(optionsOf(chart), { glGrid: chart.kind === "contour" ? chart.grid : null });
+    const labels = chart.kind === "bar" ? chart.categories || [] : undefined;
+    const existing = state.charts[chart.id];
     if (existing) {
       existing.data.datasets = datasets;
+      if (labels) existing.data.labels = labels;
       existing.options = options;
       existing.update("none");
       return;
     }
-    const canvas = document.getElementById(`demo-chart-${key}`);
-    state.charts[key] = new window.Chart(canvas, { type: "line", data: { datasets }, options });
+    const canvas = document.getElementById(`demo-chart-${chart.id}`);
+    if (!canvas) return;
+    state.charts[chart.id] = new window.Chart(canvas, {
+      type: chart.kind === "bar" ? "bar" : "line",
+      data: labels ? { labels, datasets } : { datasets },
+      options,
+      plugins: [heatmap],
+    });
   }
 
-  function fillTable(result) {
-    const table = el("table", { class: "data-table" });
-    table.append(el("caption", { text: "Gradient norms per layer at initialization" }));
-    const head = el("tr", {}, el("th", { scope: "col", text: "Layer" }));
-    for (const v of result.variants) {
-      head.append(el("th", { scope: "col", text: `${v.label}: weight grad` }),
-        el("th", { scope: "col", text: `${v.label}: input grad` }));
-    }
-    table.append(el("thead", {}, head));
-    const body = el("tbody");
-    const depth = Math.max(...result.variants.map((v) => v.layers.length));
-    for (let i = 0; i < depth; i++) {
-      const row = el("tr", {}, el("th", { scope: "row", text: String(i + 1) }));
-      for (const v of result.variants) {
-        const layer = v.layers[i] || {};
-        row.append(el("td", { text: fmt(layer.weight_grad_norm) }), el("td", { text: fmt(layer.activation_grad_norm) }));
-      }
-      body.append(row);
-    }
-    const loss = el("tr", {}, el("th", { scope: "row", text: "final loss" }));
-    for (const v of result.variants) loss.append(el("td", { colspan: 2, text: fmt(v.loss[v.loss.length - 1]) }));
-    body.append(loss);
-    table.append(body);
-    state.table.querySelector(".table-scroll").replaceChildren(table);
+  // ------------------------------------------------------------------ tables and CSV
+
+  function fillTables(result) {
+    const tables = [];
+    const metrics = el("table", { class: "data-table", "data-table": "metrics" },
+      el("caption", { text: "Metrics per variant" }));
+    const names = [...new Set(result.variants.flatMap((v) => Object.keys(v.metrics)))];
+    metrics.append(el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "Metric" }),
+      ...result.variants.map((v) => el("th", { scope: "col", text: v.label })))));
+    metrics.append(el("tbody", {}, ...names.map((name) => el("tr", {}, el("th", { scope: "row", text: name }),
+      ...result.variants.map((v) => el("td", { text: fmt(v.metrics[name]) }))))));
+    tables.push(metrics);
+    for (const chart of result.charts) tables.push(chartTable(chart));
+    state.tables.querySelector(".demo__tables").replaceChildren(
+      ...tables.map((t) => el("div", { class: "table-scroll", tabindex: 0, role: "region", "aria-label": t.querySelector("caption").textContent }, t)));
+  }
+
+  function chartTable(chart) {
+    const table = el("table", { class: "data-table", "data-table": chart.id }, el("caption", { text: chart.title }));
+    const xs = chart.kind === "bar"
+      ? (chart.categories || []).map((_, i) => i)
+      : [...new Set(chart.series.flatMap((s) => s.points.map(([x]) => x)))].sort((a, b) => a - b);
+    table.append(el("thead", {}, el("tr", {}, el("th", { scope: "col", text: chart.x_label }),
+      ...chart.series.map((s) => el("th", { scope: "col", text: s.label })))));
+    const lookup = chart.series.map((s) => new Map(s.points.map(([x, y]) => [x, y])));
+    const rows = xs.map((x) => el("tr", {},
+      el("th", { scope: "row", text: chart.kind === "bar" ? chart.categories[x] : fmt(x) }),
+      ...lookup.map((m) => el("td", { text: m.has(x) ? fmt(m.get(x)) : "" }))));
+    table.append(el("tbody", {}, ...rows));
+    return table;
   }
 
   function toCsv(result) {
-    const rows = [["variant", "step", "layer", "weight_grad_norm", "activation_grad_norm"]];
-    for (const v of result.variants) {
-      for (const layer of v.layers) rows.push([v.name, 0, layer.index, layer.weight_grad_norm, layer.activation_grad_norm]);
-      for (const rec of v.recorded_steps || []) {
-        if (rec.step === 0) continue;
-        for (const layer of rec.layers) rows.push([v.name, rec.step, layer.index, layer.weight_grad_norm, layer.activation_grad_norm]);
+    const rows = [["chart", "series", "x", "y"]];
+    for (const chart of result.charts) {
+      for (const series of chart.series) {
+        for (const [x, y] of series.points) {
+          rows.push([chart.id, series.label, chart.kind === "bar" ? chart.categories[x] : x, y === null ? "" : y]);
+        }
       }
     }
     rows.push([]);
-    rows.push(["variant", "step", "loss"]);
-    for (const v of result.variants) v.loss.forEach((loss, step) => rows.push([v.name, step, loss]));
-    return rows.map((r) => r.join(",")).join("\n") + "\n";
+    rows.push(["variant", "metric", "value"]);
+    for (const v of result.variants) for (const [k, value] of Object.entries(v.metrics)) rows.push([v.name, k, value === null ? "" : value]);
+    rows.push([]);
+    rows.push(["claim", "measured", "expected", "holds"]);
+    for (const c of result.claims) rows.push([c.id, c.measured === null ? "" : c.measured, c.expected, c.holds]);
+    const cell = (v) => (/[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
+    return rows.map((r) => r.map(cell).join(",")).join("\n") + "\n";
   }
 
   // ------------------------------------------------------------------ start
 
   window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
-    if (state.result) draw(state.result);
+    if (state.result) { for (const chart of Object.values(state.charts)) chart.destroy(); state.charts = {}; drawCharts(state.result.charts); }
   });
 
   // Nothing is fetched until the panel is about to scroll into view: a reader who never gets
@@ -310,7 +439,7 @@
   function loadChart() {
     if (window.Chart || !panel.dataset.chartjs) return;
     const script = el("script", { src: panel.dataset.chartjs });
-    script.addEventListener("load", () => { if (state.result) draw(state.result); });
+    script.addEventListener("load", () => { if (state.result) drawCharts(state.result.charts); });
     document.head.append(script);
   }
 
@@ -318,9 +447,13 @@
     loadChart();
     fetch(panel.dataset.presets, { headers: { Accept: "application/json" } })
       .then((response) => response.json())
-      .then((presets) => {
-        const preset = presets.find((p) => p.name === panel.dataset.preset) || presets[0];
-        build(preset);
+      .then((catalog) => {
+        state.catalog = catalog;
+        const query = new URLSearchParams(window.location.search);
+        const wanted = query.get("demo") || pageExperiment;
+        const experiment = catalog.find((e) => e.name === wanted)
+          || catalog.find((e) => e.name === pageExperiment) || catalog[0];
+        build(experiment, query);
         fetchResult(paramsFromControls());
       })
       .catch(() => { /* keep the no-script text and its JSON link */ });
