@@ -1,14 +1,16 @@
 """The `glossary` command: load, check, backup, serve."""
 
 import os
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.config import Settings, get_settings
+
+if TYPE_CHECKING:  # the content modules are imported by the commands that need them
+    from app.content import Corpus
 
 app = typer.Typer(
     help="Glossary Lab: load and check content, run the server.",
@@ -40,7 +42,7 @@ def _safe(database_url: str) -> str:
     return make_url(database_url).render_as_string(hide_password=True)
 
 
-def _validate(settings: Settings):  # type: ignore[no-untyped-def]
+def _validate(settings: Settings) -> "Corpus":
     from app.content import ContentError, describe, read_corpus
 
     try:
@@ -54,18 +56,16 @@ def _validate(settings: Settings):  # type: ignore[no-untyped-def]
 @app.command()
 def check(data_dir: DataDirOption = None) -> None:
     """Validate every file under data/ without writing anything."""
-    from app.content import summary_counts
-
     settings = _settings(data_dir, None)
     corpus = _validate(settings)
-    counts = ", ".join(f"{n} {what}" for what, n in summary_counts(corpus).items())
+    counts = ", ".join(f"{n} {what}" for what, n in corpus.counts().items())
     typer.echo(f"ok: {counts}")
 
 
 @app.command()
 def load(data_dir: DataDirOption = None, database_url: DatabaseOption = None) -> None:
     """Validate data/ and replace the database content in one transaction."""
-    from app.content import load_corpus, summary_counts
+    from app.content import load_corpus
     from app.db import make_engine, verify_pragmas
 
     settings = _settings(data_dir, database_url)
@@ -81,7 +81,7 @@ def load(data_dir: DataDirOption = None, database_url: DatabaseOption = None) ->
         raise typer.Exit(code=1) from None
     finally:
         engine.dispose()
-    counts = ", ".join(f"{n} {what}" for what, n in summary_counts(corpus).items())
+    counts = ", ".join(f"{n} {what}" for what, n in corpus.counts().items())
     typer.echo(f"loaded {counts} into {_safe(settings.database_url)}")
 
 
@@ -115,7 +115,7 @@ def serve(
     """Run the web server; builds the database first when it is missing or stale."""
     import uvicorn
 
-    from app.content import ContentError, ensure_loaded
+    from app.content import ContentError, describe, ensure_loaded
     from app.db import make_engine, verify_pragmas
 
     settings = get_settings()
@@ -126,8 +126,6 @@ def serve(
             verify_pragmas(engine)
             typer.echo(f"content: {ensure_loaded(engine, settings.data_dir)}")
         except ContentError as exc:
-            from app.content import describe
-
             typer.echo(describe(exc.problems), err=True)
             raise typer.Exit(code=1) from None
         finally:
@@ -169,7 +167,3 @@ def ping(
         finally:
             engine.dispose()
         time.sleep(0.5)
-
-
-def main() -> None:  # pragma: no cover - console entry point alias
-    sys.exit(app())

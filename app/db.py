@@ -1,5 +1,5 @@
-"""Engine, connection pragmas, sessions and schema. SQLite-only SQL lives here and in
-search.py, behind functions, so another backend can be added in these two files."""
+"""Engines for SQLite or PostgreSQL, SQLite's connection pragmas, the per-request session,
+the content version the response cache follows, and SQLite's online backup."""
 
 import os
 import sqlite3
@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, SQLModel, create_engine, text
+from sqlmodel import Session, create_engine, text
 
 from app import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
@@ -106,11 +106,6 @@ def verify_pragmas(engine: Engine) -> None:
         raise DatabaseError(f"busy_timeout is {pragmas['busy_timeout']}, expected >= 5000")
     if int(pragmas["foreign_keys"]) != 1:
         raise DatabaseError("foreign_keys is off")
-
-
-def create_schema(engine: Engine) -> None:
-    """Create every table that does not exist yet (idempotent)."""
-    SQLModel.metadata.create_all(engine)
 
 
 def sqlite_file_stamp(path: Path) -> tuple[int, ...]:

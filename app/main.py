@@ -8,11 +8,12 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import db
-from app.caching import CachingMiddleware
 from app.config import Settings, get_settings
 from app.content import ensure_loaded
-from app.routes import api, demo, health, pages, search
-from app.security import SecurityMiddleware, install_error_handlers
+from app.errors import install_error_handlers
+from app.middleware.caching import CachingMiddleware
+from app.middleware.security import SecurityMiddleware
+from app.routes import demo, docs, glossary, health, search
 from app.templating import STATIC_DIR, make_templates
 
 log = logging.getLogger("glossary")
@@ -52,12 +53,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.templates = make_templates()
     install_error_handlers(app)
-    app.include_router(pages.router)
-    app.include_router(api.router)
-    app.include_router(search.pages)
-    app.include_router(search.api)
+    app.include_router(glossary.router)
+    app.include_router(search.router)
     app.include_router(demo.router)
+    demo.install_demo_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(
         CachingMiddleware,

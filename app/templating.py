@@ -1,4 +1,4 @@
-"""The Jinja environment: filters and globals shared by every template."""
+"""The Jinja environment (filters and globals shared by every template) and `render`."""
 
 import hashlib
 import json
@@ -7,9 +7,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from fastapi import Request
+from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
+from app import urls
+from app.glossary import SITE_NAME
 from app.text import index_letter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,5 +50,12 @@ def make_templates() -> Jinja2Templates:
     templates.env.filters["json_for_script"] = json_for_script
     templates.env.filters["groupby_letter"] = groupby_letter
     templates.env.globals["static_url"] = static_url
-    templates.env.globals["site_name"] = "Glossary Lab"
+    templates.env.globals["urls"] = urls
+    templates.env.globals["site_name"] = SITE_NAME
     return templates
+
+
+def render(request: Request, template: str, context: dict[str, Any], **response: Any) -> Response:
+    """A template rendered with the app's environment (`response`: status_code, media_type)."""
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(request, template, context, **response)

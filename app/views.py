@@ -163,11 +163,6 @@ class Suggestions(RootModel[tuple[str, list[str], list[str], list[str]]]):
     """OpenSearch suggestions: [query, names, their entries' titles, their entries' URLs]."""
 
 
-class NotFoundView(BaseModel):
-    path: str
-    suggestions: list[TermRef]
-
-
 class Health(BaseModel):
     status: str
     database: str
@@ -198,39 +193,8 @@ class DefinedTermSet(BaseModel):
     hasDefinedTerm: list[dict[str, Any]]  # noqa: N815  (schema.org property name)
 
 
-class LayerNorms(BaseModel):
-    index: int = Field(description="1 is nearest the input")
-    weight_grad_norm: float
-    activation_grad_norm: float
-
-
-class RecordedStep(BaseModel):
-    step: int
-    layers: list[LayerNorms]
-
-
-class DemoVariant(BaseModel):
-    name: str
-    label: str
-    layers: list[LayerNorms] = Field(description="Norms at initialization")
-    loss: list[float] = Field(description="Training loss at every step")
-    recorded_steps: list[RecordedStep]
-
-
-class DemoResult(BaseModel):
-    """One experiment's numbers (the fixed /api/demo contract)."""
-
-    config: dict[str, Any]
-    device: str
-    torch_version: str
-    elapsed_ms: float
-    cached: bool
-    summary: str
-    variants: list[DemoVariant]
-
-
 class DemoPreset(BaseModel):
-    """A named comparison (its exact fields come from app.demo.presets)."""
+    """A named comparison (its exact fields come from app.demo.catalog)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -3,19 +3,18 @@ OpenSearch suggestions format) and the OpenSearch description (/opensearch.xml).
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.responses import RedirectResponse as Redirect
+from fastapi import Query, Request
+from fastapi.responses import JSONResponse, Response
 
-from app import search
+from app import search, urls
 from app.db import SessionDep
-from app.glossary import build_search, term_url
-from app.routes.api import ERRORS
-from app.routes.pages import render
+from app.errors import API_ERRORS
+from app.glossary import build_search
+from app.routes.twins import Moved, TwinRouter
+from app.templating import render
 from app.views import SearchView, Suggestions
 
-pages = APIRouter(include_in_schema=False)
-api = APIRouter(prefix="/api", tags=["search"], responses=ERRORS)
+router = TwinRouter(tags=["search"], responses=API_ERRORS)
 
 QueryText = Annotated[
     # 2,000 characters: 10,000 non-ASCII ones percent-encode past uvicorn's request-line
@@ -25,44 +24,33 @@ QueryText = Annotated[
 Limit = Annotated[int, Query(ge=1, le=100)]
 Offset = Annotated[int, Query(ge=0, le=10_000)]
 Category = Annotated[str | None, Query(max_length=100, description="A category slug")]
+# The search forms' "go": an exact title or synonym jumps straight to its entry. Left out of
+# the API's schema: a client asking for results wants results, not a redirect.
+Go = Annotated[bool, Query(include_in_schema=False)]
 
 
 class SuggestionsResponse(JSONResponse):
     media_type = "application/x-suggestions+json"
 
 
-@pages.get("/search", response_class=HTMLResponse)
-def read_search(
-    request: Request,
-    session: SessionDep,
-    q: QueryText = "",
-    limit: Limit = 20,
-    offset: Offset = 0,
-    category: Category = None,
-    go: bool = False,
-) -> Response:
-    """Search results; with go=1 an exact title or synonym jumps straight to its entry."""
-    view = build_search(session, q, limit=limit, offset=offset, category=category or None)
-    if go and view.hits and view.hits[0].exact:
-        return Redirect(view.hits[0].url, status_code=301)
-    alternate = "/api/search" + (f"?{request.url.query}" if request.url.query else "")
-    return render(request, "search.html", view, alternate)
-
-
-@api.get("/search", response_model=SearchView)
+@router.twin("/search", template="search.html", response_model=SearchView)
 def search_terms(
     session: SessionDep,
     q: QueryText = "",
     limit: Limit = 20,
     offset: Offset = 0,
     category: Category = None,
-) -> SearchView:
+    go: Go = False,
+) -> SearchView | Moved:
     """Ranked search over titles, synonyms, summaries and text, typo-tolerant, highlighted."""
-    return build_search(session, q, limit=limit, offset=offset, category=category or None)
+    view = build_search(session, q, limit=limit, offset=offset, category=category or None)
+    if go and view.hits and view.hits[0].exact:
+        return Moved(view.hits[0].url)
+    return view
 
 
-@api.get(
-    "/suggest",
+@router.get(
+    "/api/suggest",
     response_model=Suggestions,
     # Declared here rather than as response_class, which would also relabel the shared
     # JSON error responses (422) with this media type.
@@ -83,24 +71,23 @@ def suggest_terms(
     limit: Annotated[int, Query(ge=1, le=20)] = 8,
 ) -> Response:
     """Autocomplete as OpenSearch suggestions: [query, names, entry titles, entry URLs]."""
-    base = str(request.base_url).rstrip("/")
+    base = str(request.base_url)
     found = search.suggest(session, q, limit=limit)
     suggestions = Suggestions(
         (
             q,
             [s.name for s in found],
             [s.title for s in found],
-            [base + term_url(s.slug) for s in found],
+            [urls.absolute(base, urls.term(s.slug)) for s in found],
         )
     )
     return SuggestionsResponse(suggestions.model_dump(mode="json"))
 
 
-@pages.get("/opensearch.xml")
+@router.get("/opensearch.xml", include_in_schema=False)
 def read_opensearch(request: Request) -> Response:
     """The OpenSearch description, so browsers offer the glossary as a search engine."""
-    templates = request.app.state.templates
-    return templates.TemplateResponse(  # type: ignore[no-any-return]
+    return render(
         request,
         "opensearch.xml",
         {"base": str(request.base_url).rstrip("/")},

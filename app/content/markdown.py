@@ -2,9 +2,12 @@
 
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_inline import StateInline
+
+from app import urls
 
 WIKILINK = re.compile(r"\[\[([a-z0-9-]+)(?:\|([^\]\n|]+))?\]\]")
 
@@ -23,7 +26,7 @@ def _wikilink_rule(state: StateInline, silent: bool) -> bool:
         if title is None:
             state.env["unknown"].append(slug)
         open_token = state.push("link_open", "a", 1)
-        open_token.attrs = {"href": f"/terms/{slug}", "class": "term-link"}
+        open_token.attrs = {"href": urls.term(slug), "class": "term-link"}
         label = state.push("text", "", 0)
         label.content = (text or title or slug).strip()
         state.push("link_close", "a", -1)
@@ -42,29 +45,23 @@ _RENDERER = _renderer()
 _HTML_DETECTOR = MarkdownIt("commonmark", {"html": True})
 
 
+@dataclass(frozen=True)
 class RenderedMarkdown:
     """HTML plus the slugs the text links to, and which of them are unknown."""
 
-    def __init__(self, html: str, links: list[str], unknown: list[str]) -> None:
-        self.html = html
-        self.links = links
-        self.unknown = unknown
+    html: str
+    links: list[str]
+    unknown: list[str]
 
 
-def render(text: str, lookup: SlugLookup) -> RenderedMarkdown:
-    """Render entry Markdown; raw HTML is escaped, [[slug]] links resolved through lookup."""
-    env: dict[str, object] = {"lookup": lookup, "links": [], "unknown": []}
-    html = _RENDERER.render(text, env)
-    links = env["links"]
-    unknown = env["unknown"]
-    assert isinstance(links, list) and isinstance(unknown, list)
-    return RenderedMarkdown(html, links, unknown)
-
-
-def render_inline(text: str, lookup: SlugLookup) -> str:
-    """One paragraph's worth of Markdown without the <p> wrapper (organization notes)."""
-    env: dict[str, object] = {"lookup": lookup, "links": [], "unknown": []}
-    return str(_RENDERER.renderInline(text, env))
+def render(text: str, lookup: SlugLookup, *, inline: bool = False) -> RenderedMarkdown:
+    """Render entry Markdown; raw HTML is escaped, [[slug]] links resolved through lookup.
+    inline: one paragraph's worth without the <p> wrapper (organization notes)."""
+    links: list[str] = []
+    unknown: list[str] = []
+    env = {"lookup": lookup, "links": links, "unknown": unknown}
+    html = _RENDERER.renderInline(text, env) if inline else _RENDERER.render(text, env)
+    return RenderedMarkdown(str(html), links, unknown)
 
 
 def raw_html_fragments(text: str) -> list[str]:

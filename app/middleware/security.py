@@ -1,19 +1,14 @@
-"""Security headers, the request-body limit, and the error handlers that make sure no
-traceback or SQL text ever reaches a client."""
+"""The outermost layer: security headers on every response, the request-body limit, and a
+generic 500 for any exception nothing else handled (logged, never shown)."""
 
 import json
 import logging
-from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
-from sqlmodel import Session
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import Request
+from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.glossary import Moved, NotFound, build_not_found
-from app.views import ErrorBody, TermRef
+from app.errors import error_response
 
 log = logging.getLogger("glossary")
 
@@ -32,10 +27,10 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 TEXT_TYPES = (b"text/", b"application/javascript", b"image/svg+xml", b"application/xml")
-
-
-def is_api(path: str) -> bool:
-    return path == "/api" or path.startswith("/api/")
+MESSAGES = {
+    413: "Request body is larger than the limit of {limit} bytes.",
+    500: "Something went wrong on our side. The error has been logged.",
+}
 
 
 def security_headers(hsts_max_age: int) -> list[tuple[bytes, bytes]]:
@@ -54,70 +49,6 @@ def security_headers(hsts_max_age: int) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-def error_response(request: Request, status: int, message: str, details: Any = None) -> Response:
-    """The one JSON error shape for /api, a friendly page elsewhere."""
-    if is_api(request.url.path):
-        body = ErrorBody(status=status, message=message, details=details)
-        return JSONResponse(body.model_dump(), status_code=status)
-    suggestions: list[TermRef] = []
-    if status == 404:
-        try:
-            with Session(request.app.state.engine) as session:
-                suggestions = build_not_found(session, request.url.path).suggestions
-        except Exception:  # the 404 page must render even when the database cannot
-            log.exception("could not compute 404 suggestions")
-    templates = request.app.state.templates
-    return templates.TemplateResponse(  # type: ignore[no-any-return]
-        request,
-        "error.html",
-        {"status": status, "message": message, "suggestions": suggestions},
-        status_code=status,
-    )
-
-
-def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
-    details = [
-        {"location": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
-        for err in exc.errors()
-    ]
-    first = details[0] if details else {"location": "request", "message": "invalid"}
-    return f"Invalid {first['location']}: {first['message']}", details
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    async def on_not_found(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, NotFound)
-        return error_response(request, 404, exc.message)
-
-    async def on_moved(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, Moved)
-        location = exc.location
-        if is_api(request.url.path):
-            location = "/api" + location
-        if request.url.query:
-            location += "?" + request.url.query
-        return RedirectResponse(location, status_code=301)
-
-    async def on_http(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException | HTTPException)
-        message = exc.detail if isinstance(exc.detail, str) else "Request failed"
-        if exc.status_code == 404 and exc.detail == "Not Found":
-            message = f"Nothing lives at {request.url.path}."
-        response = error_response(request, exc.status_code, message)
-        response.headers.update(getattr(exc, "headers", None) or {})
-        return response
-
-    async def on_invalid(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        message, details = _validation_message(exc)
-        return error_response(request, 422, message, details)
-
-    app.add_exception_handler(NotFound, on_not_found)
-    app.add_exception_handler(Moved, on_moved)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(RequestValidationError, on_invalid)
-
-
 def _replay_body(body: bytes, receive: Receive) -> Receive:
     """A receive() that yields an already-read body once, then defers to the real one."""
     sent = False
@@ -133,8 +64,8 @@ def _replay_body(body: bytes, receive: Receive) -> Receive:
 
 
 class SecurityMiddleware:
-    """Outermost layer: adds security headers to every response, enforces the body limit,
-    and turns any unhandled exception into a generic 500 (logged, never shown)."""
+    """Adds security headers to every response, enforces the body limit, and turns any
+    unhandled exception into a generic 500."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, hsts_max_age: int) -> None:
         self.app = app
@@ -197,16 +128,13 @@ class SecurityMiddleware:
         return out
 
     async def _send_error(self, scope: Scope, receive: Receive, send: Send, status: int) -> None:
-        messages = {
-            413: f"Request body is larger than the limit of {self.max_body_bytes} bytes.",
-            500: "Something went wrong on our side. The error has been logged.",
-        }
+        text = MESSAGES[status].format(limit=self.max_body_bytes)
         request = Request(scope, receive)
         try:
-            response = error_response(request, status, messages[status])
+            response = error_response(request, status, text)
         except Exception:  # even the error page failed: plain JSON, still no details
             response = Response(
-                json.dumps({"status": status, "message": messages[status], "details": None}),
+                json.dumps({"status": status, "message": text, "details": None}),
                 status_code=status,
                 media_type="application/json",
             )
