@@ -1,9 +1,13 @@
 """HTML pages, parsed (not substring soup)."""
 
 import json
+import re
+import tomllib
 
 from bs4 import BeautifulSoup
 from fastapi.testclient import TestClient
+
+from tests.conftest import ROOT
 
 
 def soup(client: TestClient, url: str, status: int = 200) -> BeautifulSoup:
@@ -49,12 +53,51 @@ def test_term_page_has_every_section(client: TestClient) -> None:
     assert page.select_one("#demo")["data-preset"] == "residual-vs-plain"
 
 
-def test_backlinks_come_from_text_links(client: TestClient) -> None:
-    page_json = client.get("/api/terms/resnet").json()
-    mentioning = {t["slug"] for t in page_json["backlinks"]}
-    for slug in mentioning:
-        text = client.get(f"/api/terms/{slug}").json()
-        assert "[[resnet" in text["definition"] + text["background"] + text["usage_note"]
+# A [[slug]] or [[slug|label]] link in an entry's Markdown, read straight from the files.
+WIKILINK = re.compile(r"\[\[([a-z0-9-]+)(?:\|[^\]]*)?\]\]")
+
+
+def links_in_the_files() -> dict[str, set[str]]:
+    """Oracle from data/terms/*.toml: slug -> the other entries whose text links to it."""
+    mentioned_by: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "data" / "terms").glob("*.toml")):
+        entry = tomllib.loads(path.read_text())
+        body = "\n".join(entry.get(f, "") for f in ("definition", "background", "usage_note"))
+        for target in set(WIKILINK.findall(body)) - {path.stem}:
+            mentioned_by.setdefault(target, set()).add(path.stem)
+    return mentioned_by
+
+
+def test_backlinks_are_the_entries_whose_text_links_here(client: TestClient) -> None:
+    mentioned_by = links_in_the_files()
+    assert len(mentioned_by) >= 20, "the corpus hardly links its entries"
+    # ResNet is linked from several entries; its page and its JSON list exactly those
+    resnet = mentioned_by["resnet"]
+    assert len(resnet) >= 3, resnet
+    api = client.get("/api/terms/resnet").json()["backlinks"]
+    assert {t["slug"] for t in api} == resnet
+    page = soup(client, "/terms/resnet")
+    shown = [a["href"] for a in page.select(".backlinks a")]
+    assert sorted(shown) == sorted(f"/terms/{slug}" for slug in resnet)
+    # and every entry's backlinks are those the files say, no more, no fewer
+    terms = client.get("/api/terms?limit=500").json()["items"]
+    assert terms
+    for term in terms:
+        backlinks = client.get(f"/api/terms/{term['slug']}").json()["backlinks"]
+        expected = mentioned_by.get(term["slug"], set())
+        assert {t["slug"] for t in backlinks} == expected, term["slug"]
+        titles = [t["title"].lower() for t in backlinks]
+        assert titles == sorted(titles), term["slug"]
+
+
+def test_backlinks_in_a_small_corpus(small_client: TestClient) -> None:
+    """The factory corpus: only Residual Connection's text links ResNet."""
+    backlinks = small_client.get("/api/terms/resnet").json()["backlinks"]
+    assert [t["slug"] for t in backlinks] == ["residual-connection"]
+    page = soup(small_client, "/terms/resnet")
+    assert [a["href"] for a in page.select(".backlinks a")] == ["/terms/residual-connection"]
+    assert small_client.get("/api/terms/layer-normalization").json()["backlinks"] == []
+    assert soup(small_client, "/terms/layer-normalization").select(".backlinks") == []
 
 
 def test_index_grouped_by_letter_and_filtered(client: TestClient) -> None:

@@ -16,7 +16,6 @@ from sqlmodel import text
 
 from app.db import SessionDep
 from app.main import create_app
-from app.routes.demo import PARAMS as DEMO_PARAMS
 from tests.conftest import make_settings
 from tests.factories import default_terms, write_corpus
 
@@ -57,13 +56,45 @@ TEXT_TYPES = (
 )
 
 
+# Every kind of response the app gives, each with the status it must have.
+EXPECTED_STATUS = {
+    "page": 200,
+    "home": 200,
+    "search page": 200,
+    "api": 200,
+    "api search": 200,
+    "api suggest": 200,
+    "demo json": 200,
+    "event stream": 200,
+    "static css": 200,
+    "static js": 200,
+    "static svg": 200,
+    "illustration": 200,
+    "opensearch": 200,
+    "docs": 200,
+    "openapi": 200,
+    "healthz": 200,
+    "304": 304,
+    "301 page": 301,
+    "301 api": 301,
+    "404 page": 404,
+    "404 api": 404,
+    "404 static": 404,
+    "405 api": 405,
+    "413 api": 413,
+    "413 page": 413,
+    "422 api": 422,
+    "422 demo": 422,
+}
+
+
 def every_kind_of_response(client: TestClient) -> dict[str, httpx.Response]:
     """One response of each kind the app gives: pages, API, static, errors, redirects, 304,
-    the event stream, the docs."""
+    the event stream, the docs. Each is checked to have its EXPECTED_STATUS."""
     etag = client.get("/api/terms/resnet").headers["etag"]
     with client.stream("GET", "/api/demo/stream", params=SMALL_RUN) as stream:
         stream.read()
-    return {
+    responses = {
         "page": client.get("/terms/resnet"),
         "home": client.get("/"),
         "search page": client.get("/search", params={"q": "residual"}),
@@ -80,7 +111,6 @@ def every_kind_of_response(client: TestClient) -> dict[str, httpx.Response]:
         "docs": client.get("/docs"),
         "openapi": client.get("/openapi.json"),
         "healthz": client.get("/healthz"),
-        "head": client.head("/terms/resnet"),
         "304": client.get("/api/terms/resnet", headers={"if-none-match": etag}),
         "301 page": client.get("/terms/skip-connection"),
         "301 api": client.get("/api/terms/skip-connection"),
@@ -93,29 +123,23 @@ def every_kind_of_response(client: TestClient) -> dict[str, httpx.Response]:
         "422 api": client.get("/api/terms", params={"limit": "many"}),
         "422 demo": client.get("/api/demo", params={"depth": "999"}),
     }
+    assert set(responses) == set(EXPECTED_STATUS)
+    statuses = {kind: response.status_code for kind, response in responses.items()}
+    assert statuses == EXPECTED_STATUS, {
+        kind: (status, responses[kind].text[:200])
+        for kind, status in statuses.items()
+        if status != EXPECTED_STATUS[kind]
+    }
+    return responses
 
 
 def test_headers_on_every_kind_of_response(client: TestClient) -> None:
     responses = every_kind_of_response(client)
-    expected = {
-        "page": 200,
-        "event stream": 200,
-        "304": 304,
-        "301 page": 301,
-        "404 page": 404,
-        "404 static": 404,
-        "405 api": 405,
-        "413 api": 413,
-        "413 page": 413,
-        "422 api": 422,
-        "422 demo": 422,
-        "static js": 200,
-        "illustration": 200,
-    }
     for kind, response in responses.items():
-        assert response.status_code == expected.get(kind, response.status_code), kind
-        assert response.status_code < 500, (kind, response.text[:300])
-        assert_security_headers(response.headers)
+        try:
+            assert_security_headers(response.headers)
+        except (AssertionError, KeyError) as error:
+            raise AssertionError(f"{kind}: {error!r}") from error
         content_type = response.headers.get("content-type", "")
         if content_type.startswith(TEXT_TYPES):
             assert "charset=utf-8" in content_type, (kind, content_type)
@@ -123,6 +147,24 @@ def test_headers_on_every_kind_of_response(client: TestClient) -> None:
     assert stream.headers["content-type"] == "text/event-stream; charset=utf-8"
     assert stream.headers["cache-control"] == "no-store"
     assert "event: result" in stream.text
+    assert responses["301 page"].headers["location"] == "/terms/residual-connection"
+    assert responses["301 api"].headers["location"] == "/api/terms/residual-connection"
+    assert responses["304"].content == b""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HEAD /terms/resnet answers 405: the routes are GET-only, though HTTP requires HEAD "
+    "wherever GET works (found when the headers test got explicit statuses; remove this mark "
+    "once HEAD is served)",
+)
+def test_head_answers_like_get_without_a_body(client: TestClient) -> None:
+    for url in ("/terms/resnet", "/api/terms/resnet", "/"):
+        get, head = client.get(url), client.head(url)
+        assert head.status_code == 200, (url, head.status_code)
+        assert head.content == b""
+        assert head.headers["content-type"] == get.headers["content-type"]
+        assert_security_headers(head.headers)
 
 
 def test_hsts_on_every_kind_of_response_when_configured(real_db: Path) -> None:
@@ -403,7 +445,10 @@ def test_path_segments_never_reach_a_page_unescaped(client: TestClient, payload:
 
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_demo_parameters_never_reach_a_page_unescaped(client: TestClient, payload: str) -> None:
-    for name in ("preset", *DEMO_PARAMS, "unknown"):
+    catalog = client.get("/api/demo/presets").json()
+    params = sorted({param["name"] for entry in catalog for param in entry["params"]})
+    assert len(params) >= 5, params
+    for name in ("preset", *params, "unknown"):
         for route in ("/api/demo", "/api/demo/stream"):
             response = client.get(route, params={name: payload})
             assert response.status_code == 422, (route, name, response.text[:200])
