@@ -4,9 +4,8 @@
 import json
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, select
 
 from app.search import tables
 from app.search.backend import fulltext_class, fulltext_for
@@ -102,12 +101,6 @@ def _schema_version(conn: Connection) -> str | None:
     return conn.scalar(select(tables.meta.c.value).where(tables.meta.c.key == "schema"))
 
 
-def _write(conn: Connection, table: Table, rows: Sequence[Sequence[Any]]) -> None:
-    if rows:
-        keys = table.columns.keys()
-        conn.execute(insert(table), [dict(zip(keys, row, strict=True)) for row in rows])
-
-
 def drop_index(conn: Connection) -> None:
     """Remove every index table (in the caller's transaction)."""
     fulltext_for(conn).drop()
@@ -130,12 +123,12 @@ def build_index(conn: Connection, documents: Sequence[Document]) -> None:
         for table in tables.TABLES:
             conn.execute(delete(table))
         fulltext.clear()
-    _write(conn, tables.meta, [("schema", SCHEMA_VERSION)])
-    _write(conn, tables.doc, index.docs)
-    _write(conn, tables.name, index.names)
-    _write(conn, tables.name_prefix, index.prefixes)
-    _write(conn, tables.vocab, index.vocab)
-    _write(conn, tables.vocab_delete, index.deletes)
+    fulltext.write(tables.meta, [("schema", SCHEMA_VERSION)])
+    fulltext.write(tables.doc, index.docs)
+    fulltext.write(tables.name, index.names)
+    fulltext.write(tables.name_prefix, index.prefixes)
+    fulltext.write(tables.vocab, index.vocab)
+    fulltext.write(tables.vocab_delete, index.deletes)
     fulltext.fill(index, fresh)
 
 

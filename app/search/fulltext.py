@@ -1,12 +1,13 @@
 """What each database does its own way, and nothing else: the full-text tables (the buckets,
-the name trigrams), matching and ranking a query in them, and the fuzzy name lookup.
-app.search.sqlite and app.search.postgres implement it; app.search.backend picks one."""
+the name trigrams), matching and ranking a query in them, the fuzzy name lookup, and the
+fastest way to bulk-write rows. app.search.sqlite and app.search.postgres implement it;
+app.search.backend picks one."""
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Table
 
 from app.search.model import RANK_WINDOW, IndexRows, Term
 
@@ -20,10 +21,22 @@ class FullText(ABC):
         self.conn = conn
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Rows of one statement in the database's own SQL (positional parameters)."""
-        return list(self.conn.exec_driver_sql(sql, tuple(params)).all())
+        """Rows of one statement in the database's own SQL (positional parameters), run on
+        the connection's DB-API connection, in its transaction: SQLAlchemy's work per
+        statement would cost as much as the database's."""
+        driver = self.conn.connection.driver_connection
+        cursor = driver.execute(sql, tuple(params))  # type: ignore[union-attr]
+        try:
+            return cursor.fetchall()  # type: ignore[no-any-return]
+        finally:
+            cursor.close()
 
     # ------------------------------------------------------------ building
+
+    @abstractmethod
+    def write(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+        """Append rows (in column order) to a plain table: the index holds a hundred
+        thousand rows for a hundred documents, and one INSERT per row would take seconds."""
 
     @abstractmethod
     def create(self) -> None:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 from sqlalchemy.exc import DBAPIError
 
 from app.search.fulltext import FullText
@@ -167,6 +167,9 @@ class PostgresFullText(FullText):
             with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
+
+    def write(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+        self._copy(table.name, ", ".join(table.columns.keys()), rows)
 
     def fill(self, index: IndexRows, fresh: bool) -> None:
         categories = {row[0]: row[6] for row in index.docs}

@@ -4,7 +4,7 @@ FTS5 trigram table for "did you mean". All of search's SQLite-only SQL is here."
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table, insert
 
 from app.search.fulltext import FullText
 from app.search.model import (
@@ -78,9 +78,13 @@ def _matching(tier: str, terms: Sequence[Term], category: str | None) -> tuple[s
 class SQLiteFullText(FullText):
     tables = TABLES
 
-    def _insert(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    def _insert(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:  # executemany with no rows would run the statement once, unbound
-            self.conn.exec_driver_sql(sql, list(rows))
+            self.conn.exec_driver_sql(sql, [tuple(row) for row in rows])
+
+    def write(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+        # sqlite3's own executemany of the compiled INSERT, without SQLAlchemy's work per row
+        self._insert(str(insert(table).compile(dialect=self.conn.dialect)), rows)
 
     def create(self) -> None:
         for statement in CREATE_TABLES:
