@@ -56,8 +56,16 @@ def _validate(settings: Settings) -> "Corpus":
 @app.command()
 def check(data_dir: DataDirOption = None) -> None:
     """Validate every file under data/ without writing anything."""
+    from app.content import describe
+    from app.content.checks import experiment_problems
+
     settings = _settings(data_dir, None)
     corpus = _validate(settings)
+    problems = experiment_problems(corpus)
+    if problems:
+        typer.echo(describe(problems), err=True)
+        typer.echo(f"{len(problems)} problem(s) found in the experiments", err=True)
+        raise typer.Exit(code=1)
     counts = ", ".join(f"{n} {what}" for what, n in corpus.counts().items())
     typer.echo(f"ok: {counts}")
 

@@ -109,3 +109,16 @@ def docs() -> str:
 
 def openapi() -> str:
     return "/openapi.json"
+
+
+def demo_catalog() -> str:
+    return api("/demo/presets")
+
+
+def demo_result(experiment: str | None = None) -> str:
+    """One experiment's result as JSON; without a name, the route the panel adds its query to."""
+    return with_query(api("/demo"), {"preset": experiment})
+
+
+def demo_stream() -> str:
+    return api("/demo/stream")

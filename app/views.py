@@ -51,6 +51,23 @@ class Illustration(BaseModel):
     caption: str
 
 
+class ExperimentClaim(BaseModel):
+    id: str
+    statement: str
+
+
+class ExperimentRef(BaseModel):
+    """The live experiment a term page opens on, as the page states it before any run."""
+
+    name: str
+    title: str
+    family: str
+    description: str
+    citation: str
+    claims: list[ExperimentClaim] = Field(description="What a run checks, main claim first")
+    api_url: str = Field(description="Its default result as JSON")
+
+
 class TermView(BaseModel):
     """Everything on a term page."""
 
@@ -73,7 +90,8 @@ class TermView(BaseModel):
     organizations: list[OrganizationNote]
     read_more: list[Link]
     illustration: Illustration | None
-    demo_preset: str = Field(description="The live demo preset shown on the page")
+    demo_preset: str = Field(description="The live experiment the page opens on")
+    experiment: ExperimentRef
     json_ld: dict[str, Any] = Field(description="schema.org DefinedTerm")
 
 

@@ -56,3 +56,8 @@ def catalog() -> list[dict[str, Any]]:
 def experiments_for(term: str) -> list[Experiment]:
     """The experiments whose `terms` include this glossary slug."""
     return [e for e in EXPERIMENTS.values() if term in e.terms]
+
+
+def unknown_terms(slugs: set[str]) -> list[tuple[str, str]]:
+    """(experiment, slug) for every term an experiment names that the glossary lacks."""
+    return [(e.name, t) for e in EXPERIMENTS.values() for t in e.terms if t not in slugs]

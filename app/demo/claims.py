@@ -69,7 +69,9 @@ def metric(variant: str, name: str) -> Callable[[Metrics], Number]:
     return lambda m: m[variant][name]
 
 
-def ratio(a: Callable[[Metrics], Number], b: Callable[[Metrics], Number]) -> Callable[[Metrics], Number]:
+def ratio(
+    a: Callable[[Metrics], Number], b: Callable[[Metrics], Number]
+) -> Callable[[Metrics], Number]:
     """a / b, None when either is undefined or b is 0."""
 
     def measure(m: Metrics) -> Number:
@@ -85,5 +87,6 @@ def _num(x: float | None) -> str:
     if x is None:
         return "?"
     if x != 0 and (abs(x) < 1e-2 or abs(x) >= 1e4):
-        return f"{x:.0e}"
-    return f"{x:g}"
+        mantissa, exponent = f"{x:.0e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    return f"{x:.3g}"

@@ -37,7 +37,10 @@ class ExperimentParams(BaseModel):
     budget_param: ClassVar[str] = "steps"
 
     seed: int = Field(
-        0, ge=0, le=2**31 - 1, description="Random seed for data and weights (all variants share it)."
+        0,
+        ge=0,
+        le=2**31 - 1,
+        description="Random seed for data and weights (all variants share it).",
     )
 
     def estimate_seconds(self) -> float:
@@ -68,7 +71,9 @@ class ExperimentParams(BaseModel):
         problem = self.budget_problem()
         if problem is not None:
             param, message = problem
-            raise PydanticCustomError("compute_budget", "{message}", {"param": param, "message": message})
+            raise PydanticCustomError(
+                "compute_budget", "{message}", {"param": param, "message": message}
+            )
         return self
 
     def canonical(self) -> dict[str, ParamValue]:
@@ -85,7 +90,9 @@ def choices(field: FieldInfo) -> tuple[str, ...]:
     return ()
 
 
-def _bound(field: FieldInfo, kind: type[annotated_types.Ge] | type[annotated_types.Le]) -> float | None:
+def _bound(
+    field: FieldInfo, kind: type[annotated_types.Ge] | type[annotated_types.Le]
+) -> float | None:
     attr = "ge" if kind is annotated_types.Ge else "le"
     for meta in field.metadata:
         if isinstance(meta, kind):
@@ -135,7 +142,9 @@ def parse_params(
     values: dict[str, str] = {}
     for name, value in raw.items():
         if len(value) > MAX_RAW_LENGTH:
-            errors.append({"param": name, "message": f"{name} is longer than {MAX_RAW_LENGTH} characters"})
+            errors.append(
+                {"param": name, "message": f"{name} is longer than {MAX_RAW_LENGTH} characters"}
+            )
         else:
             values[name] = value
     if not errors:

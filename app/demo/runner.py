@@ -108,10 +108,11 @@ class Run:
                     finished = True
                     yield fut.result().model_copy(update={"cached": False})
                     return
-                getter = asyncio.ensure_future(events.get())
+                getter: asyncio.Future[Progress] = asyncio.ensure_future(events.get())
+                waiting: set[asyncio.Future[Any]] = {fut, getter}
                 try:
                     done, _ = await asyncio.wait(
-                        {fut, getter}, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED
+                        waiting, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED
                     )
                 finally:
                     if not getter.done():

@@ -4,6 +4,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app import urls
+from app.demo.catalog import DEFAULT_EXPERIMENT, EXPERIMENTS
 from app.glossary.categories import category_summaries
 from app.glossary.jsonld import defined_term
 from app.glossary.shared import NotFound, term_ref, title_order
@@ -20,6 +21,8 @@ from app.models import (
 from app.text import slugify
 from app.views import (
     CategoryRef,
+    ExperimentClaim,
+    ExperimentRef,
     Illustration,
     LetterCount,
     Link,
@@ -27,9 +30,6 @@ from app.views import (
     TermList,
     TermView,
 )
-
-# The live demo a term page shows when its file names none.
-DEFAULT_PRESET = "residual-vs-plain"
 
 
 def letter_counts(session: Session) -> list[LetterCount]:
@@ -88,6 +88,9 @@ def build_term(session: Session, slug: str, base_url: str) -> TermView:
     term = session.get(Term, slug)
     if term is None:
         raise NotFound(f"No term {slug!r}.")
+    # A term without an experiment of its own opens on the one the glossary was built around.
+    experiment = EXPERIMENTS.get(term.demo_preset or DEFAULT_EXPERIMENT)
+    experiment = experiment or EXPERIMENTS[DEFAULT_EXPERIMENT]
     category = session.get(Category, term.category_slug)
     assert category is not None  # foreign key
     synonyms = session.exec(
@@ -153,6 +156,15 @@ def build_term(session: Session, slug: str, base_url: str) -> TermView:
         ],
         read_more=[Link(title=r.title, url=r.url) for r in read_more],
         illustration=illustration,
-        demo_preset=term.demo_preset or DEFAULT_PRESET,
+        demo_preset=experiment.name,
+        experiment=ExperimentRef(
+            name=experiment.name,
+            title=experiment.title,
+            family=experiment.family,
+            description=experiment.description,
+            citation=experiment.citation,
+            claims=[ExperimentClaim(id=c.id, statement=c.statement) for c in experiment.claims],
+            api_url=urls.demo_result(experiment.name),
+        ),
         json_ld=defined_term(base_url, term, list(synonyms)),
     )

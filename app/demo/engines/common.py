@@ -44,7 +44,9 @@ def nums(t: torch.Tensor | Sequence[float]) -> list[Number]:
 
 def curve(label: str, ys: Sequence[Number], variant: str | None = None, x0: int = 0) -> Series:
     """A series y by step (x = x0, x0 + 1, ...)."""
-    return Series(label=label, variant=variant, points=[(float(x0 + i), y) for i, y in enumerate(ys)])
+    return Series(
+        label=label, variant=variant, points=[(float(x0 + i), y) for i, y in enumerate(ys)]
+    )
 
 
 def loss_chart(

@@ -49,7 +49,9 @@ def branch_scale(params: GradientFlowParams) -> float:
     return 1.0 / math.sqrt(params.depth) if scale == "1/sqrt(depth)" else 1.0
 
 
-def build_model(experiment: Experiment, params: GradientFlowParams, data: TaskData) -> torch.nn.Module:
+def build_model(
+    experiment: Experiment, params: GradientFlowParams, data: TaskData
+) -> torch.nn.Module:
     """The experiment's K variants as one batched network, initialized from params.seed."""
     variants = variants_of(experiment)
     if params.arch == "transformer":
@@ -65,19 +67,25 @@ def build_model(experiment: Experiment, params: GradientFlowParams, data: TaskDa
         MLPVariant(
             residual=bool(v.residual),
             branch_scale=branch_scale(params),
-            activation=v.activation or getattr(params, "activation", "relu"),
-            init=v.init or getattr(params, "init", "default"),
-            norm=v.norm or getattr(params, "norm", "none"),
+            activation=str(v.activation or getattr(params, "activation", "relu")),
+            init=str(v.init or getattr(params, "init", "default")),
+            norm=str(v.norm or getattr(params, "norm", "none")),
         )
         for v in variants
     )
     mcfg = MLPConfig(
-        variants=mlp_variants, d_in=data.d_in, d_out=data.d_out, width=params.width, depth=params.depth
+        variants=mlp_variants,
+        d_in=data.d_in,
+        d_out=data.d_out,
+        width=params.width,
+        depth=params.depth,
     )
     return BatchedMLP(mcfg, params.seed)
 
 
-def make_optimizer(params: GradientFlowParams, tensors: list[torch.Tensor]) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: GradientFlowParams, tensors: list[torch.Tensor]
+) -> torch.optim.Optimizer:
     """Per-element optimizers only, so a stacked parameter trains exactly like K separate ones
     (no gradient clipping or other cross-element coupling)."""
     if params.arch == "transformer":
@@ -154,7 +162,7 @@ def run(experiment: Experiment, params: GradientFlowParams, ctx: RunContext) -> 
         variants=results,
         charts=_charts(variants, at_init, losses, params),
         summary=SUMMARIES[experiment.name](params, results),
-        run_metrics=RUN_METRICS.get(experiment.name, lambda _: {})(by),
+        run_metrics=RUN_METRICS[experiment.name](by) if experiment.name in RUN_METRICS else {},
     )
 
 
@@ -192,7 +200,9 @@ def _max(*xs: Number) -> Number:
 
 RUN_METRICS: dict[str, Callable[[Metrics], dict[str, Number]]] = {
     "residual-vs-plain": lambda m: {
-        "residual_over_plain_final_loss": _ratio(m["residual"]["final_loss"], m["plain"]["final_loss"])
+        "residual_over_plain_final_loss": _ratio(
+            m["residual"]["final_loss"], m["plain"]["final_loss"]
+        )
     },
     "vanishing-gradient": lambda m: {
         "sigmoid_over_best_other_factor": _ratio(
@@ -201,7 +211,8 @@ RUN_METRICS: dict[str, Callable[[Metrics], dict[str, Number]]] = {
     },
     "normalization": lambda m: {
         "worse_normalized_over_none_final_loss": _ratio(
-            _max(m["layernorm"]["final_loss"], m["batchnorm"]["final_loss"]), m["none"]["final_loss"]
+            _max(m["layernorm"]["final_loss"], m["batchnorm"]["final_loss"]),
+            m["none"]["final_loss"],
         )
     },
     "layernorm-placement": lambda m: {
@@ -264,7 +275,11 @@ def _charts(
 def _final_losses(params: GradientFlowParams, results: list[VariantResult]) -> str:
     if params.steps == 0:
         return ""
-    vals = [f"{fmt(r.metrics['final_loss']) if r.metrics['final_loss'] is not None else 'diverged'} ({r.name})" for r in results]
+    finals = [r.metrics["final_loss"] for r in results]
+    vals = [
+        f"{'diverged' if x is None else fmt(x)} ({r.name})"
+        for x, r in zip(finals, results, strict=True)
+    ]
     return f"; after {params.steps} steps the loss is " + and_list(vals)
 
 
@@ -308,7 +323,9 @@ def _normalization(p: GradientFlowParams, rs: list[VariantResult]) -> str:
     return f"Layer 1 gets a weight gradient {and_list(parts)}{_final_losses(p, rs)}."
 
 
-def _reaching(tail: str, default_label: str | None = None) -> Callable[[GradientFlowParams, list[VariantResult]], str]:
+def _reaching(
+    tail: str, default_label: str | None = None
+) -> Callable[[GradientFlowParams, list[VariantResult]], str]:
     def summary(p: GradientFlowParams, rs: list[VariantResult]) -> str:
         parts = [
             f"{fmt(r.metrics['ag_first_over_last'])} with "

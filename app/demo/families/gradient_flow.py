@@ -44,23 +44,38 @@ class GradientVariant(VariantSpec):
 
 
 def _depth(default: int) -> int:
-    return Field(default, ge=2, le=64, description="Number of hidden layers (blocks); layer 1 is nearest the input.")  # type: ignore[no-any-return]
+    return Field(
+        default,
+        ge=2,
+        le=64,
+        description="Number of hidden layers (blocks); layer 1 is nearest the input.",
+    )
 
 
 def _width(default: int, high: int = 256) -> int:
-    return Field(default, ge=8, le=high, description="Units per hidden layer (model dimension of the transformer).")  # type: ignore[no-any-return]
+    return Field(
+        default,
+        ge=8,
+        le=high,
+        description="Units per hidden layer (model dimension of the transformer).",
+    )
 
 
 def _steps(default: int) -> int:
-    return Field(default, ge=0, le=2000, description="Training steps after initialization (0 = initialization only).")  # type: ignore[no-any-return]
+    return Field(
+        default,
+        ge=0,
+        le=2000,
+        description="Training steps after initialization (0 = initialization only).",
+    )
 
 
 def _batch(default: int) -> int:
-    return Field(default, ge=8, le=512, description="Examples per training step.")  # type: ignore[no-any-return]
+    return Field(default, ge=8, le=512, description="Examples per training step.")
 
 
 def _lr(default: float, high: float = 1.0) -> float:
-    return Field(default, ge=1e-5, le=high, description="Learning rate.")  # type: ignore[no-any-return]
+    return Field(default, ge=1e-5, le=high, description="Learning rate.")
 
 
 _ACT_HELP = "Nonlinearity after each hidden layer."
@@ -215,19 +230,24 @@ EXPERIMENTS = (
         terms=("residual-connection",),
         variants=(
             GradientVariant("plain", "Plain", "h = f(h) in every layer.", residual=False),
-            GradientVariant("residual", "Residual", "h = h + s*f(h) in every layer.", residual=True),
+            GradientVariant(
+                "residual", "Residual", "h = h + s*f(h) in every layer.", residual=True
+            ),
         ),
         params=ResidualParams,
         charts=_CHARTS,
         claims=(
             Claim(
                 "plain-gradient-vanishes",
-                "In the plain network, layer 1's weight gradient is below 1/1000 of the last layer's",
+                "In the plain network, layer 1's weight gradient is below 1/1000 of the last "
+                "layer's",
                 metric("plain", "wg_first_over_last"),
                 "<",
                 1e-3,
             ),
-            _within("residual", "wg_first_over_last", 3, "residual network", "residual-gradient-kept"),
+            _within(
+                "residual", "wg_first_over_last", 3, "residual network", "residual-gradient-kept"
+            ),
             Claim(
                 "residual-trains-better",
                 "The residual network ends with under half the plain network's training loss",
@@ -301,7 +321,9 @@ EXPERIMENTS = (
         terms=("batch-normalization", "layer-normalization"),
         variants=(
             GradientVariant("none", "No normalization", "Plain layers.", norm="none"),
-            GradientVariant("layernorm", "LayerNorm", "Layer normalization (per example).", norm="layernorm"),
+            GradientVariant(
+                "layernorm", "LayerNorm", "Layer normalization (per example).", norm="layernorm"
+            ),
             GradientVariant(
                 "batchnorm",
                 "BatchNorm",
@@ -314,13 +336,18 @@ EXPERIMENTS = (
         claims=(
             Claim(
                 "unnormalized-gradient-fades",
-                "Without normalization layer 1's weight gradient is below 1/100 of the last layer's",
+                "Without normalization layer 1's weight gradient is below 1/100 of the last "
+                "layer's",
                 metric("none", "wg_first_over_last"),
                 "<",
                 1e-2,
             ),
-            _within("layernorm", "wg_first_over_last", 10, "LayerNorm network", "layernorm-keeps-scale"),
-            _within("batchnorm", "wg_first_over_last", 10, "BatchNorm network", "batchnorm-keeps-scale"),
+            _within(
+                "layernorm", "wg_first_over_last", 10, "LayerNorm network", "layernorm-keeps-scale"
+            ),
+            _within(
+                "batchnorm", "wg_first_over_last", 10, "BatchNorm network", "batchnorm-keeps-scale"
+            ),
             Claim(
                 "normalized-trains-faster",
                 "Both normalized networks end with a lower training loss than the plain one",
@@ -389,7 +416,12 @@ EXPERIMENTS = (
         terms=("activation-function", "relu", "gelu"),
         variants=tuple(
             GradientVariant(a, label, f"{label} units.", activation=a)
-            for a, label in (("relu", "ReLU"), ("tanh", "Tanh"), ("sigmoid", "Sigmoid"), ("gelu", "GELU"))
+            for a, label in (
+                ("relu", "ReLU"),
+                ("tanh", "Tanh"),
+                ("sigmoid", "Sigmoid"),
+                ("gelu", "GELU"),
+            )
         ),
         params=ActivationParams,
         charts=_CHARTS,
@@ -429,9 +461,14 @@ EXPERIMENTS = (
         terms=("weight-initialization",),
         variants=(
             GradientVariant(
-                "default", "Default", "torch's nn.Linear init, U(-1/sqrt(n), 1/sqrt(n)).", init="default"
+                "default",
+                "Default",
+                "torch's nn.Linear init, U(-1/sqrt(n), 1/sqrt(n)).",
+                init="default",
             ),
-            GradientVariant("xavier", "Xavier", "Glorot uniform, variance 2/(n_in + n_out).", init="xavier"),
+            GradientVariant(
+                "xavier", "Xavier", "Glorot uniform, variance 2/(n_in + n_out).", init="xavier"
+            ),
             GradientVariant("kaiming", "Kaiming", "He normal, variance 2/n_in.", init="kaiming"),
         ),
         params=InitializationParams,
