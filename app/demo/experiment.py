@@ -55,7 +55,7 @@ class Experiment:
     claims: tuple[Claim, ...]  # the first is the main claim
     counterfactual: Mapping[str, ParamValue]  # the main claim should fail here
     engine: str  # "module:function" under app.demo.engines, imported by the worker
-    fixed: Mapping[str, ParamValue] = field(default_factory=dict)  # settings held fixed
+    fixed: Mapping[str, object] = field(default_factory=dict)  # settings held fixed, shown
 
     def config(self, params: ExperimentParams) -> dict[str, Any]:
         """The canonical JSON config: the experiment's name and every parameter."""

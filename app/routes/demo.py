@@ -140,14 +140,13 @@ def list_presets() -> list[dict[str, Any]]:
 
 
 @router.get("", response_model=DemoResult)
-async def run_demo(request: Request, run: RunDep) -> Response:
+async def run_demo(request: Request, response: Response, run: RunDep) -> DemoResult | Response:
     """Run one experiment (or answer it from the cache) and return every number."""
+    response.headers["cache-control"] = "public, max-age=3600"
     try:
         async for item in run.events(request.is_disconnected):
             if isinstance(item, DemoResult):
-                return JSONResponse(
-                    item.model_dump(mode="json"), headers={"cache-control": "public, max-age=3600"}
-                )
+                return item
     except RunCancelled:  # the client went away: nobody reads this answer
         return Response(status_code=499)
     raise RuntimeError("a run ended without a result")  # pragma: no cover
