@@ -1,5 +1,6 @@
 """PostgreSQL's full text: one table of weighted tsvectors per bucket with a GIN index, ranked
-with ts_rank_cd, and pg_trgm for "did you mean". All of search's PostgreSQL-only SQL is here.
+with ts_rank_cd term by term, and pg_trgm for "did you mean". All of search's
+PostgreSQL-only SQL is here.
 
 Vectors are written from the folded words the shared code computes, never re-parsed by a
 text search parser, so both databases hold the same tokens. Queries are tsquery literals of
@@ -249,11 +250,16 @@ class PostgresFullText(FullText):
         if below is not None:
             matching += " AND id < %s"
             params.append(below)
-        sql = (
-            f"SELECT id, ts_rank_cd(%s::real[], {column}, %s::tsquery, {NORMALIZATION}) AS r"  # noqa: S608
-            f"{matching} ORDER BY r DESC, id LIMIT %s"
+        # The sum of each term's ts_rank_cd: of the whole query, ts_rank_cd would reward
+        # words standing close together over the columns holding them (a title word far from
+        # a body word would lose to the same word in the synonyms, nearer the body).
+        score = (
+            f"(SELECT sum(ts_rank_cd(%s::real[], {column}, term, {NORMALIZATION})) "  # noqa: S608
+            "FROM unnest(%s::tsquery[]) AS term)"
         )
-        rows = self.matching(sql, [WEIGHTS[tier], params[0], *params, count])
+        sql = f"SELECT id, {score} AS r{matching} ORDER BY r DESC, id LIMIT %s"  # noqa: S608
+        term_queries = [term_query(term) for term in terms]
+        rows = self.matching(sql, [WEIGHTS[tier], term_queries, *params, count])
         return [(int(i), float(r)) for i, r in rows]
 
     # ------------------------------------------------------------ did you mean

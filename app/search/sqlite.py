@@ -28,15 +28,12 @@ TABLES = ("search_names", "search_head", "search_full", TRIGRAMS)
 # The buckets hold folded text only (contentless); rowid = search_doc.id. FTS5 keeps its own
 # index of 2- and 3-letter prefixes (see PREFIX_INDEX_MAX).
 CREATE_TABLES = (
-    *(
-        f"CREATE VIRTUAL TABLE {table} USING fts5({', '.join(TIER_COLUMNS[tier])}, "
-        "content='', prefix='2 3', tokenize='ascii')"
-        for tier, table in (
-            ("names", "search_names"),
-            ("head", "search_head"),
-            ("full", "search_full"),
-        )
-    ),
+    "CREATE VIRTUAL TABLE search_names USING fts5(title, synonyms, joined, "
+    "content='', prefix='2 3', tokenize='ascii')",
+    "CREATE VIRTUAL TABLE search_head USING fts5(title, synonyms, joined, summary, "
+    "content='', prefix='2 3', tokenize='ascii')",
+    "CREATE VIRTUAL TABLE search_full USING fts5(title, synonyms, joined, summary, body, "
+    "content='', prefix='2 3', tokenize='ascii')",
     # rowid = search_name.id
     f"CREATE VIRTUAL TABLE {TRIGRAMS} USING fts5(folded, content='', tokenize='trigram')",
 )

@@ -3,7 +3,7 @@ edit distance, highlighting, and the index's life inside the load transaction.""
 
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from sqlmodel import Session
 from app import content, db, search
 from app.glossary import build_search
 from app.search import postgres
+from app.search.backend import fulltext_for
 from tests.conftest import POSTGRES_ADMIN_URL, fresh_database_url
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -216,6 +217,16 @@ def test_pagination_and_total(session: Session) -> None:
     pages = [search.search(session, "gradient", limit=5, offset=o) for o in range(0, 15, 5)]
     assert [h.slug for p in pages for h in p.hits] == [h.slug for h in whole.hits[:15]]
     assert {p.total for p in pages} == {whole.total}
+
+
+def test_total_counts_every_hit(session: Session) -> None:
+    checked = 0
+    for query, _ in RELEVANCE:
+        results = search.search(session, query, limit=200)
+        if results.total <= 200:
+            assert results.total == len(results.hits), (query, results.total, len(results.hits))
+            checked += 1
+    assert checked > len(RELEVANCE) // 2
 
 
 def test_category_filter(session: Session) -> None:
@@ -503,6 +514,113 @@ def test_a_reload_leaves_readers_on_their_snapshot(tmp_path: Path) -> None:
         assert [h.slug for h in search.search(session, "gamma").hits] == ["g"]
     writer.dispose()
     reader.dispose()
+
+
+@pytest.fixture
+def small_index(tmp_path: Path) -> Iterator[Callable[[list[search.Document]], Engine]]:
+    """Builds a fresh database holding only the given documents' index."""
+    engines: list[Engine] = []
+
+    def build(documents: list[search.Document]) -> Engine:
+        engine = db.make_engine(fresh_database_url(tmp_path / str(len(engines))))
+        engines.append(engine)
+        with engine.begin() as conn:
+            search.build_index(conn, documents)
+        return engine
+
+    yield build
+    for engine in engines:
+        engine.dispose()
+
+
+def placed(name: str, column: str, word: str) -> search.Document:
+    """A document with `word` in `column`, in place of a filler word: every such document
+    has as many words as the others in every column, so only the column differs."""
+    fields = {"title": f"{name} fig", "synonyms": "lime sage", "summary": "pear plum date"}
+    fields["body"] = "omega kiwi yam"
+    filler = {"title": "fig", "synonyms": "lime", "summary": "pear", "body": "kiwi"}[column]
+    fields[column] = fields[column].replace(filler, word)
+    return search.Document(
+        slug=f"{name}-{word}",
+        title=fields["title"].capitalize(),
+        synonyms=[fields["synonyms"]],
+        summary=fields["summary"],
+        body=fields["body"],
+        category="c",
+    )
+
+
+# (heavier column, lighter column, the word placed in one of them)
+WEIGHED = [
+    ("title", "synonyms", "zeta"),
+    ("synonyms", "summary", "theta"),
+    ("summary", "body", "kappa"),
+]
+
+
+def test_column_weights_order_hits_inside_a_bucket(small_index: Callable[..., Engine]) -> None:
+    """Two documents in one bucket (a word and "omega", only ever in the body), the same
+    but for the column holding the word: the heavier column ranks first."""
+    documents = []
+    for heavy, light, word in WEIGHED:
+        documents += [placed("ann", light, word), placed("bob", heavy, word)]  # light: lower id
+    with Session(small_index(documents)) as session:
+        for heavy, light, word in WEIGHED:
+            hits = search.search(session, f"{word} omega").hits
+            assert [h.slug for h in hits] == [f"bob-{word}", f"ann-{word}"], (heavy, light)
+            assert {h.matched_field for h in hits} == {"body"}  # both from the same bucket
+
+
+def test_a_bucket_past_its_window_ranks_only_its_first_matches(
+    small_index: Callable[..., Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = "zeta filler filler filler filler filler"
+    documents = [search.Document(f"d{i}", f"Doc {i}", [], "Plain.", body, "c") for i in range(6)]
+    documents[4].body = "zeta zeta zeta zeta zeta filler"  # id 5, the most relevant
+    with Session(small_index(documents)) as session:
+        conn = session.connection()
+        fulltext = fulltext_for(conn)
+        terms = search.prepare(conn, search.parse_query("zeta"))
+        assert [i for i, _ in fulltext.ranked("full", terms, None, 10)][:1] == [5]
+        monkeypatch.setitem(search.RANK_WINDOW, "full", 3)
+        for total in (None, 6):
+            assert [i for i, _ in fulltext.ranked("full", terms, None, 10, total)] == [1, 2, 3]
+        assert search.search(session, "zeta").total == 6  # counting is not windowed
+
+
+def test_a_name_typed_with_spaces_it_lacks_is_counted(small_index: Callable[..., Engine]) -> None:
+    documents = [search.Document("topk", "Topk", [], "Keep the best.", "Sampling.", "c")]
+    with Session(small_index(documents)) as session:
+        results = search.search(session, "top k")
+        assert [h.slug for h in results.hits] == ["topk"] and results.hits[0].exact
+        assert results.total == 1  # the full text holds neither "top" nor "k"
+
+
+def test_a_reload_replaces_every_row(small_index: Callable[..., Engine]) -> None:
+    """A reload (the tables kept, their rows swapped) answers exactly as a first load."""
+    old = [
+        search.Document(f"old-{n}", f"Old {n}", [f"Shared {n}"], "Shared summary.", "Shared.", "c")
+        for n in ("ann", "bob", "cid")
+    ]
+    new = [search.Document("new", "New Dan", ["Shared Dan"], "Shared summary.", "Shared.", "d")]
+    reloaded = small_index(old)
+    with reloaded.begin() as conn:
+        search.build_index(conn, new)
+    fresh = small_index(new)
+    for query in ("shared", "shared summary", "sh", "old", "dan", "new dan", "shraed"):
+        answers = []
+        for engine in (reloaded, fresh):
+            with Session(engine) as session:
+                answers.append(
+                    (
+                        search.search(session, query),
+                        search.suggest(session, query),
+                        search.closest(session, query),
+                    )
+                )
+        assert answers[0] == answers[1], query
+    with Session(fresh) as session:
+        assert [h.slug for h in search.search(session, "shared").hits] == ["new"]
 
 
 def test_postgres_vectors_and_queries() -> None:
