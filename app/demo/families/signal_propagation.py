@@ -1,8 +1,370 @@
-"""The signal-propagation family (being written)."""
+"""Signal propagation: what happens to a signal (tokens, inputs, gradients) across depth.
+
+Every experiment here measures a network at initialization (no training unless it says
+so): the same input and the same weights go through each variant, which differ only by the
+idea (a skip connection, an MLP, an orthogonal matrix, a normalization). Engines live in
+app/demo/engines/signal_propagation_<part>.py.
+"""
 
 from __future__ import annotations
 
-from app.demo.experiment import Experiment
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from app.demo.claims import RUN, Claim, metric
+from app.demo.experiment import ChartSpec, Experiment, VariantSpec
+from app.demo.params import ExperimentParams
 
 FAMILY = "signal-propagation"
-EXPERIMENTS: tuple[Experiment, ...] = ()
+_ENGINES = "app.demo.engines.signal_propagation"
+
+
+@dataclass(frozen=True)
+class BlockVariant(VariantSpec):
+    """A stack of attention layers, with or without an MLP and skip connections."""
+
+    mlp: bool = False  # an MLP after each attention layer
+    skip: bool = False  # x + f(x) around the attention (and the MLP)
+
+
+@dataclass(frozen=True)
+class DepthVariant(VariantSpec):
+    """A plain or residual ReLU network; depth None takes the run's."""
+
+    residual: bool = False
+    depth: int | None = None
+
+
+# ----------------------------------------------------------------------------- rank collapse
+
+
+class RankCollapseParams(ExperimentParams):
+    budget_param: ClassVar[str] = "depth"
+
+    depth: int = Field(6, ge=1, le=64, description="Attention layers stacked.")
+    tokens: int = Field(32, ge=2, le=256, description="Tokens in the sequence.")
+    heads: int = Field(4, ge=1, le=16, description="Attention heads per layer.")
+    head_dim: int = Field(
+        16, ge=2, le=64, description="Dimensions per head (width = heads x head_dim)."
+    )
+    layernorm: Literal["pre", "none"] = Field(
+        "pre", description="LayerNorm on the input of each attention and MLP (pre-LN), or none."
+    )
+
+    def estimate_seconds(self) -> float:
+        """4 variants x depth layers, float64: per layer a fixed cost plus the matmuls
+        (QKVO 4 d^2 and MLP 8 d^2 per token, scores 2 n d), at ~1 GFLOP/s with margin."""
+        n, d = self.tokens, self.heads * self.head_dim
+        flops = 2 * (12 * n * d * d + 2 * n * n * d)
+        return 0.05 + 4 * self.depth * (3e-4 + flops / 1e9)
+
+
+RANK_COLLAPSE = Experiment(
+    name="rank-collapse",
+    title="Rank collapse in pure self-attention",
+    family=FAMILY,
+    description=(
+        "Random tokens pass through a stack of self-attention layers at initialization. "
+        "Attention averages tokens, so with attention alone every token becomes the same "
+        "vector (the token matrix collapses to rank 1) and it does so doubly exponentially: "
+        "each layer roughly cubes the distance from rank 1. An MLP after each layer does not "
+        "stop it; skip connections do, because they carry each token past the averaging."
+    ),
+    citation="Dong et al., 2021",
+    terms=(
+        "self-attention",
+        "attention",
+        "multi-head-attention",
+        "feed-forward-network",
+        "transformer",
+    ),
+    variants=(
+        BlockVariant("attention", "Attention only", "X = SA(X)."),
+        BlockVariant("attention-mlp", "Attention + MLP", "X = MLP(SA(X)), no skips.", mlp=True),
+        BlockVariant("attention-skip", "Attention + skip", "X = X + SA(X).", skip=True),
+        BlockVariant(
+            "transformer",
+            "Attention + MLP + skips",
+            "X = X + SA(X); X = X + MLP(X).",
+            mlp=True,
+            skip=True,
+        ),
+    ),
+    params=RankCollapseParams,
+    charts=(
+        ChartSpec("residual", "line", "Distance of the tokens from rank 1, by layer"),
+        ChartSpec("spectrum", "line", "Singular values of the tokens after the last layer"),
+    ),
+    claims=(
+        Claim(
+            "attention-collapses",
+            "With attention alone, the tokens' residual from rank 1 after the last layer is "
+            "below 1/1000 of their norm",
+            metric("attention", "final_residual"),
+            "<",
+            1e-3,
+        ),
+        Claim(
+            "doubly-exponential",
+            "Each attention layer roughly cubes the residual: layer 3 removes at least twice as "
+            "many orders of magnitude as layer 2 (a constant factor per layer would give 1)",
+            metric("attention", "log_shrink_growth"),
+            ">=",
+            2,
+        ),
+        Claim(
+            "mlp-does-not-prevent",
+            "With an MLP after each attention layer but no skips, the residual still falls "
+            "below 1/1000",
+            metric("attention-mlp", "final_residual"),
+            "<",
+            1e-3,
+        ),
+        Claim(
+            "skip-prevents",
+            "With skip connections the residual stays above 0.25",
+            metric("attention-skip", "final_residual"),
+            ">",
+            0.25,
+        ),
+        Claim(
+            "transformer-keeps-rank",
+            "In the full block (attention, MLP and skips) it stays above 0.25",
+            metric("transformer", "final_residual"),
+            ">",
+            0.25,
+        ),
+    ),
+    counterfactual={"depth": 1},
+    engine=f"{_ENGINES}_rank:run",
+    fixed={"weights": "Gaussian, variance 1/width (MLP: 2/width, ReLU)", "biases": "none"},
+)
+
+
+# ----------------------------------------------------------------------------- shattered gradients
+
+
+class ShatteredParams(ExperimentParams):
+    budget_param: ClassVar[str] = "depth"
+
+    depth: int = Field(50, ge=2, le=100, description="Hidden layers of the deep networks.")
+    width: int = Field(128, ge=16, le=256, description="Units per hidden layer.")
+    points: int = Field(256, ge=32, le=1024, description="Inputs on the sweep of x over [-2, 2].")
+
+    def estimate_seconds(self) -> float:
+        """Forward and backward of (points x width) @ (width x width) per layer, for the
+        2 + 2 x depth layers of the three networks, at ~10 GFLOP/s with margin."""
+        per_layer = 1e-4 + 6 * self.points * self.width**2 / 1e10
+        return 0.05 + (2 + 2 * self.depth) * per_layer
+
+
+SHATTERED_GRADIENTS = Experiment(
+    name="shattered-gradients",
+    title="Shattered gradients: plain deep networks vs ResNets",
+    family=FAMILY,
+    description=(
+        "A scalar input x sweeps [-2, 2] through random ReLU networks with batch normalization, "
+        "and we take the derivative of the output, dy/dx, at every point. In a shallow network "
+        "it changes smoothly with x. In a deep plain network it changes sign almost from one "
+        "point to the next, like white noise, so a gradient step learns little that carries "
+        "to nearby inputs. A ResNet of the same depth keeps its gradient smooth."
+    ),
+    citation="Balduzzi et al., 2017",
+    terms=("resnet",),
+    variants=(
+        DepthVariant("shallow", "Shallow (2 layers)", "h = ReLU(BN(W h)), 2 layers.", depth=2),
+        DepthVariant("plain", "Deep plain", "h = ReLU(BN(W h)) in every layer."),
+        DepthVariant(
+            "resnet", "Deep ResNet", "h = h + W ReLU(BN(h)) in every layer.", residual=True
+        ),
+    ),
+    params=ShatteredParams,
+    charts=(
+        ChartSpec("gradient", "line", "dy/dx along the input"),
+        ChartSpec("autocorrelation", "line", "Autocorrelation of dy/dx by lag"),
+    ),
+    claims=(
+        Claim(
+            "plain-gradient-shattered",
+            "In the deep plain network dy/dx is like white noise: its lag-1 autocorrelation "
+            "along the sweep is between -0.3 and 0.3",
+            metric("plain", "lag1_autocorrelation"),
+            "between",
+            -0.3,
+            0.3,
+        ),
+        Claim(
+            "resnet-gradient-correlated",
+            "In the ResNet of the same depth it stays above 0.5",
+            metric("resnet", "lag1_autocorrelation"),
+            ">",
+            0.5,
+        ),
+        Claim(
+            "shallow-gradient-smooth",
+            "In the 2-layer network it is above 0.8",
+            metric("shallow", "lag1_autocorrelation"),
+            ">",
+            0.8,
+        ),
+    ),
+    counterfactual={"depth": 2},
+    engine=f"{_ENGINES}_shattered:run",
+    fixed={"weights": "Gaussian, He (variance 2/width)", "batch norm": "the sweep's statistics"},
+)
+
+
+# ----------------------------------------------------------------------------- dynamical isometry
+
+
+class IsometryParams(ExperimentParams):
+    budget_param: ClassVar[str] = "depth"
+
+    depth: int = Field(64, ge=1, le=256, description="Tanh layers.")
+    width: int = Field(
+        128, ge=8, le=256, description="Units per layer (the Jacobian is width x width)."
+    )
+    gain: float = Field(
+        1.0,
+        ge=0.25,
+        le=4.0,
+        description="Weight scale: gain x (N(0, 1/width) or orthogonal); 1 is critical for tanh.",
+    )
+
+    def estimate_seconds(self) -> float:
+        """2 variants x depth float64 (N x N) @ (N x N) products at ~1 GFLOP/s, plus up to 16
+        singular-value decompositions each, with margin."""
+        n = self.width
+        svds = min(16, self.depth) * 2 * (2e-4 + 20 * n**3 / 1e9)
+        return 0.05 + 2 * self.depth * (5e-5 + 2 * n**3 / 1e9) + svds
+
+
+DYNAMICAL_ISOMETRY = Experiment(
+    name="dynamical-isometry",
+    title="Dynamical isometry: orthogonal vs Gaussian initialization",
+    family=FAMILY,
+    description=(
+        "The Jacobian of a deep tanh network's output with respect to its input, at "
+        "initialization, with Gaussian weights and with orthogonal weights at the same gain, 1, "
+        "the critical one for tanh (between the ordered phase, where signals die out, and "
+        "chaos, where nearby inputs fly apart). Its singular values "
+        "say how much each input direction is stretched: with Gaussian weights they spread over "
+        "many orders of magnitude with depth, so some directions explode while most vanish; "
+        "orthogonal weights keep them near one another (dynamical isometry), which is what lets "
+        "very deep networks train."
+    ),
+    citation="Saxe et al., 2014; Pennington et al., 2017",
+    terms=("weight-initialization",),
+    variants=(
+        VariantSpec("gaussian", "Gaussian", "W ~ N(0, gain^2 / width)."),
+        VariantSpec(
+            "orthogonal", "Orthogonal", "W = gain x Q, Q the Q factor of the same Gaussian draw."
+        ),
+    ),
+    params=IsometryParams,
+    charts=(
+        ChartSpec("spectrum", "line", "Singular values of the input-output Jacobian"),
+        ChartSpec("spread", "line", "Spread of the singular values by depth"),
+    ),
+    claims=(
+        Claim(
+            "gaussian-spreads",
+            "With Gaussian weights the Jacobian's largest singular value is over 100x its median",
+            metric("gaussian", "spread"),
+            ">",
+            100,
+        ),
+        Claim(
+            "orthogonal-isometric",
+            "With orthogonal weights it is under 10 times the median",
+            metric("orthogonal", "spread"),
+            "<",
+            10,
+        ),
+    ),
+    counterfactual={"depth": 2},
+    engine=f"{_ENGINES}_isometry:run",
+    fixed={"activation": "tanh", "biases": "none", "input": "one Gaussian vector, unit variance"},
+)
+
+
+# ----------------------------------------------------------------------------- RMSNorm
+
+
+class NormParams(ExperimentParams):
+    offset: float = Field(
+        0.0,
+        ge=0,
+        le=50,
+        description="Standard deviation of a random constant added to all features of each input.",
+    )
+    width: int = Field(32, ge=8, le=256, description="Units per hidden layer.")
+    steps: int = Field(200, ge=0, le=3000, description="Training steps (Adam).")
+    batch_size: int = Field(128, ge=16, le=1024, description="Examples per step.")
+    lr: float = Field(1e-2, ge=1e-4, le=0.1, description="Learning rate.")
+
+    def estimate_seconds(self) -> float:
+        """2 variants: per step a fixed cost (autograd, Adam) and ~6 flops per multiply-add
+        at ~2 GFLOP/s, plus 11 validation passes over 1,024 examples, with margin."""
+        macs = 16 * self.width + self.width**2
+        per_step = 1.2e-3 + 6 * self.batch_size * macs / 2e9
+        return 0.1 + 2 * (self.steps * per_step + 11 * 2 * 1024 * macs / 2e9)
+
+
+RMSNORM = Experiment(
+    name="rmsnorm-vs-layernorm",
+    title="RMSNorm vs LayerNorm",
+    family=FAMILY,
+    description=(
+        "RMSNorm keeps LayerNorm's re-scaling (divide by the root mean square) and drops its "
+        "re-centering (subtract the mean), saving one statistic per vector. The same small "
+        "network trains with either on the same data. On ordinary inputs RMSNorm trains as "
+        "well; but only LayerNorm ignores a constant added to every feature, so when each "
+        "input carries a large random offset (the offset parameter) RMSNorm falls behind. "
+        "Both ignore scaling the input."
+    ),
+    citation="Zhang and Sennrich, 2019",
+    terms=("rmsnorm",),
+    variants=(
+        VariantSpec("layernorm", "LayerNorm", "(x - mean) / std, then a gain and a bias."),
+        VariantSpec("rmsnorm", "RMSNorm", "x / rms(x), then a gain."),
+    ),
+    params=NormParams,
+    charts=(
+        ChartSpec("loss", "line", "Training and validation loss by step"),
+        ChartSpec("invariance", "bar", "Output change under shifted and scaled inputs"),
+    ),
+    claims=(
+        Claim(
+            "rmsnorm-trains-as-well",
+            "RMSNorm's final validation loss is at most 1.25x LayerNorm's",
+            metric(RUN, "rms_over_ln_val_loss"),
+            "<=",
+            1.25,
+        ),
+        Claim(
+            "rmsnorm-not-shift-invariant",
+            "Adding 1 to every input moves the RMSNorm network's output by over 5%",
+            metric("rmsnorm", "shift_change"),
+            ">",
+            0.05,
+        ),
+    ),
+    counterfactual={"offset": 30},
+    engine=f"{_ENGINES}_norms:run",
+    fixed={
+        "network": "norm, Linear, ReLU, norm, Linear, ReLU, Linear",
+        "inputs": 16,
+        "task": "random tanh teacher",
+    },
+)
+
+
+EXPERIMENTS: tuple[Experiment, ...] = (
+    RANK_COLLAPSE,
+    SHATTERED_GRADIENTS,
+    DYNAMICAL_ISOMETRY,
+    RMSNORM,
+)
