@@ -18,7 +18,7 @@ import torch
 
 from app.demo.engines.common import and_list, curve, fmt, loss_chart, num
 from app.demo.experiment import EngineOutput, Experiment, RunContext
-from app.demo.families.optimization import OptimizersParams
+from app.demo.families.optimization_params import OptimizersParams
 from app.demo.result import Chart, Grid, Number, Series, VariantResult
 
 N_DATA = 256  # examples of the regression

@@ -16,7 +16,7 @@ import torch
 
 from app.demo.engines.common import curve, fmt, loss_chart, num
 from app.demo.experiment import EngineOutput, Experiment, RunContext
-from app.demo.families.optimization import ClippingParams
+from app.demo.families.optimization_params import ClippingParams
 from app.demo.result import Chart, Number, Series, VariantResult
 
 N_SEQ = 32  # sequences in the (full) batch
@@ -46,9 +46,10 @@ def forward(
     and every hidden state h_t (K, N, H); with keep, each retains its gradient."""
     k, n = w.shape[0], x.shape[0]
     h = torch.zeros(k, n, w.shape[1])
+    drive = x[None] * u[:, None]  # x_t U for every t at once: (K, N, T, H)
     states = []
     for t in range(x.shape[1]):
-        h = torch.tanh(torch.baddbmm(x[:, t].expand(k, n, 1) @ u, h, w))
+        h = torch.tanh(torch.baddbmm(drive[:, :, t], h, w))
         if keep:
             h.retain_grad()
         states.append(h)

@@ -16,7 +16,7 @@ import torch
 
 from app.demo.engines.common import curve, fmt, loss_chart, num
 from app.demo.experiment import EngineOutput, Experiment, RunContext
-from app.demo.families.optimization import EdgeParams
+from app.demo.families.optimization_params import EdgeParams
 from app.demo.result import Chart, Number, Series, VariantResult
 
 D_IN = 8  # input features

@@ -18,7 +18,7 @@ import torch
 
 from app.demo.engines.common import and_list, curve, fmt, loss_chart, num
 from app.demo.experiment import EngineOutput, Experiment, RunContext
-from app.demo.families.optimization import SchedulesParams
+from app.demo.families.optimization_params import SchedulesParams
 from app.demo.result import Chart, Number, VariantResult
 
 N_TRAIN = 256  # training examples (as many held out)

@@ -15,7 +15,7 @@ import torch
 from app.demo.engines.common import curve, fmt, loss_chart, num
 from app.demo.engines.optimization_mlp import StackedMLP, make_regression
 from app.demo.experiment import EngineOutput, Experiment, RunContext
-from app.demo.families.optimization import SweepParams
+from app.demo.families.optimization_params import SweepParams
 from app.demo.result import Chart, Number, Series, VariantResult
 
 N_TRAIN = 128  # training examples (as many held out)

@@ -1,57 +1,25 @@
-"""Optimization: how the optimizer, the learning rate and its schedule shape training.
+"""Optimization: how the optimizer and the learning rate move the weights.
 
 Each experiment trains the same problem, from the same start and the same data, under the
-settings it compares (optimizers, learning rates, schedules, clipping, warm-up); its engine is
-one of app/demo/engines/optimization*.py. The claims check the published effect on the run's
-own losses, sharpness or gradient norms.
+settings it compares (optimizers, learning rates); its engine is one of
+app/demo/engines/optimization*.py, its parameter models are in optimization_params.py. The
+claims check the published effect on the run's own losses and sharpness. The training
+experiments (clipping, schedules, noise scale) are in optimization_training.py; EXPERIMENTS
+below lists the whole family.
 """
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from app.demo.claims import RUN, Claim, metric
 from app.demo.experiment import ChartSpec, Experiment, VariantSpec
-from app.demo.params import ExperimentParams
-
-FAMILY = "optimization"
-ENGINES = "app.demo.engines.optimization"
-
-
-def _steps(default: int, high: int) -> int:
-    return Field(default, ge=1, le=high, description="Optimizer steps.")
-
-
-def _lr(default: float, low: float, high: float, what: str = "Learning rate.") -> float:
-    return Field(default, ge=low, le=high, description=what)
-
-
-# ----------------------------------------------------------------------------- optimizers
-
-
-class OptimizersParams(ExperimentParams):
-    """A 2-D least-squares valley and the optimizers' settings."""
-
-    condition_number: float = Field(
-        50.0,
-        ge=1.0,
-        le=1000.0,
-        description="How many times steeper the valley is along w2 than along w1.",
-    )
-    lr: float = _lr(1.5, 1e-3, 3.0, "Learning rate of GD, SGD and momentum (GD diverges above 2).")
-    momentum: float = Field(
-        0.9, ge=0.0, le=0.99, description="Momentum coefficient beta of the heavy ball."
-    )
-    adam_lr: float = _lr(
-        0.3, 1e-3, 2.0, "Adam's learning rate (about its step size per coordinate)."
-    )
-    batch_size: int = Field(16, ge=1, le=256, description="SGD's minibatch, of 256 examples.")
-    steps: int = _steps(100, 2000)
-
-    def estimate_seconds(self) -> float:
-        """Four optimizers, about 0.1 ms per step each, and the contour grid."""
-        return 0.05 + self.steps * 4e-4
-
+from app.demo.families.optimization_params import (
+    ENGINES,
+    FAMILY,
+    EdgeParams,
+    OptimizersParams,
+    SweepParams,
+)
+from app.demo.families.optimization_training import CLIPPING, NOISE_SCALE, SCHEDULES
 
 _OPTIMIZER_VARIANTS = (
     VariantSpec("gd", "GD", "Full-batch gradient descent: w -= lr * grad."),
@@ -137,26 +105,6 @@ OPTIMIZERS = Experiment(
 )
 
 
-# ----------------------------------------------------------------------------- learning rate
-
-
-class SweepParams(ExperimentParams):
-    """The sweep's range and the MLP it trains."""
-
-    budget_param = "steps"
-    lr_min: float = _lr(1e-3, 1e-5, 1.0, "Smallest learning rate of the sweep.")
-    lr_max: float = _lr(3.0, 1e-4, 100.0, "Largest learning rate of the sweep.")
-    points: int = Field(
-        8, ge=3, le=16, description="Learning rates in the sweep, evenly spaced on a log scale."
-    )
-    hidden: int = Field(32, ge=4, le=128, description="Hidden units of the MLP.")
-    steps: int = _steps(100, 2000)
-
-    def estimate_seconds(self) -> float:
-        """About 0.2 ms per step and copy at 32 hidden units, on 128 examples."""
-        return 0.05 + self.steps * self.points * 2e-4 * max(1.0, self.hidden / 32)
-
-
 SWEEP = Experiment(
     name="learning-rate-sweep",
     title="Too small, about right, too large: a learning-rate sweep",
@@ -210,24 +158,6 @@ SWEEP = Experiment(
     engine=f"{ENGINES}_sweep:run",
     fixed={"examples": 128, "optimizer": "full-batch gradient descent", "label_noise": 0.1},
 )
-
-
-class EdgeParams(ExperimentParams):
-    """Full-batch GD on an MLP memorizing random targets."""
-
-    lr: float = _lr(
-        0.2, 1e-3, 1.0, "Learning rate of full-batch gradient descent; the edge is 2/lr."
-    )
-    width: int = Field(32, ge=4, le=128, description="Units in each of the two tanh hidden layers.")
-    examples: int = Field(64, ge=8, le=512, description="Training examples (random targets).")
-    steps: int = _steps(400, 4000)
-
-    def estimate_seconds(self) -> float:
-        """A gradient and, every 10 steps, four Hessian-vector products: about 1.2 ms a step
-        at the defaults, growing with examples x width^2 beyond them."""
-        size = max(1.0, self.examples * self.width**2 / (64 * 32**2))
-        return 0.05 + self.steps * 1.2e-3 * size
-
 
 EDGE = Experiment(
     name="edge-of-stability",
@@ -291,176 +221,4 @@ EDGE = Experiment(
 )
 
 
-# ----------------------------------------------------------------------------- clipping
-
-
-class ClippingParams(ExperimentParams):
-    """A tanh RNN with stretching recurrent weights, trained by full-batch gradient descent."""
-
-    recurrent_gain: float = Field(
-        2.0,
-        ge=0.1,
-        le=4.0,
-        description="Scale of the initial recurrent weights, W ~ gain * N(0, 1/H); above 1 "
-        "they stretch.",
-    )
-    seq_len: int = Field(20, ge=2, le=100, description="Time steps per sequence.")
-    lr: float = _lr(1.0, 1e-3, 10.0)
-    max_norm: float = Field(
-        0.5, ge=1e-3, le=1e3, description="Clipping threshold on the global gradient norm."
-    )
-    steps: int = _steps(100, 2000)
-
-    def estimate_seconds(self) -> float:
-        """Two RNNs of 32 units on 32 sequences: about 0.2 ms per time step and step."""
-        return 0.05 + (self.steps + 1) * self.seq_len * 2.5e-4
-
-
-CLIPPING = Experiment(
-    name="gradient-clipping",
-    title="Exploding gradients in a recurrent net, with and without clipping",
-    family=FAMILY,
-    description=(
-        "A small tanh recurrent network whose recurrent weights start with gain 2: going back "
-        "through time each step multiplies the gradient by a Jacobian that stretches it, so "
-        "the gradient grows toward the early time steps and its norm is large. Two copies "
-        "train from the same weights on the same sequences at the same learning rate. "
-        "Without clipping the first oversized steps throw the weights into saturation, where "
-        "the tanh passes almost no gradient and the loss stays high; clipping rescales the "
-        "gradient to a fixed norm whenever it is larger, keeping its direction, so the steps "
-        "stay small and the loss falls."
-    ),
-    citation="Pascanu et al., 2013",
-    terms=("gradient-clipping", "exploding-gradient"),
-    variants=(
-        VariantSpec("unclipped", "Unclipped", "Plain gradient descent on the raw gradient."),
-        VariantSpec(
-            "clipped", "Clipped", "The gradient rescaled to norm max_norm when it is larger."
-        ),
-    ),
-    params=ClippingParams,
-    charts=(
-        ChartSpec("loss", "line", "Training loss by step"),
-        ChartSpec("grad_norm", "line", "Global gradient norm by step"),
-        ChartSpec("through_time", "line", "Gradient reaching each time step at initialization"),
-    ),
-    claims=(
-        Claim(
-            "clipping-saves-the-run",
-            "The clipped run ends below 1/4 of the unclipped run's loss (0 when the unclipped "
-            "loss is not finite)",
-            lambda m: m[RUN]["clipped_over_unclipped_loss"],
-            "<",
-            0.25,
-        ),
-        Claim(
-            "gradient-explodes-through-time",
-            "At initialization the gradient grows going back in time: at the first time step "
-            "it is over 1.5x its size at the last",
-            lambda m: m[RUN]["first_over_last_step_gradient"],
-            ">",
-            1.5,
-            citation="Bengio et al., 1994; Pascanu et al., 2013",
-        ),
-        Claim(
-            "unclipped-saturates",
-            "The unclipped run's oversized steps leave over half of its hidden states saturated "
-            "(|h| > 0.99), where the tanh passes almost no gradient",
-            metric("unclipped", "saturated_fraction"),
-            ">",
-            0.5,
-        ),
-        Claim(
-            "clipped-run-learns",
-            "The clipped run's loss falls to under 1/10 of its initial value",
-            lambda m: m[RUN]["clipped_final_over_initial"],
-            "<",
-            0.1,
-        ),
-    ),
-    counterfactual={"lr": 0.1},
-    engine=f"{ENGINES}_clip:run",
-    fixed={
-        "hidden": 32,
-        "sequences": 32,
-        "readout": "fixed random",
-        "optimizer": "full-batch gradient descent",
-    },
-)
-
-
-# ----------------------------------------------------------------------------- schedules
-
-
-class SchedulesParams(ExperimentParams):
-    """SGD on a noisy linear regression, at one peak learning rate for every schedule."""
-
-    lr: float = _lr(0.5, 1e-3, 1.5, "Peak learning rate, shared by every schedule.")
-    batch_size: int = Field(
-        8,
-        ge=1,
-        le=256,
-        description="Minibatch size; 256 (all the data) is full-batch gradient descent.",
-    )
-    steps: int = _steps(200, 5000)
-
-    def estimate_seconds(self) -> float:
-        """About 0.1 ms a step for the three schedules together."""
-        return 0.05 + self.steps * 2e-4 * max(1.0, self.batch_size / 64)
-
-
-SCHEDULES = Experiment(
-    name="learning-rate-schedules",
-    title="Constant, step-decay and cosine learning-rate schedules",
-    family=FAMILY,
-    description=(
-        "Minibatch SGD on the same noisy linear regression, from the same start with the "
-        "same minibatches, at the same peak learning rate: held constant, divided by 10 at "
-        "half and three quarters of training, or annealed along half a cosine to zero. At a "
-        "constant rate the minibatch noise keeps the weights jittering around the minimum, "
-        "so the loss stops falling at a noise floor; lowering the rate late in training "
-        "shrinks the jitter and the loss settles much closer to the minimum. Without the "
-        "noise (full-batch steps) the constant rate, having taken the largest steps, wins."
-    ),
-    citation="Loshchilov and Hutter, 2016; Robbins and Monro, 1951",
-    terms=("learning-rate-schedule",),
-    variants=(
-        VariantSpec("constant", "Constant", "The peak rate at every step."),
-        VariantSpec(
-            "step",
-            "Step decay",
-            "The peak rate, divided by 10 at 50% and again at 75% of the steps.",
-        ),
-        VariantSpec("cosine", "Cosine", "lr * (1 + cos(pi * t / T)) / 2: from the peak to 0."),
-    ),
-    params=SchedulesParams,
-    charts=(
-        ChartSpec("lr", "line", "Learning rate by step"),
-        ChartSpec("loss", "line", "Training loss above the minimum by step"),
-    ),
-    claims=(
-        Claim(
-            "decay-beats-constant",
-            "Both decaying schedules end with under half the constant rate's training loss "
-            "above the minimum",
-            lambda m: m[RUN]["worse_decay_over_constant_excess"],
-            "<",
-            0.5,
-        ),
-        Claim(
-            "constant-hits-noise-floor",
-            "At a constant rate the loss stalls at SGD's noise floor: its mean excess over the "
-            "last quarter is over half that of the second quarter",
-            lambda m: m[RUN]["constant_late_over_early"],
-            ">",
-            0.5,
-            citation="Robbins and Monro, 1951",
-        ),
-    ),
-    counterfactual={"batch_size": 256},
-    engine=f"{ENGINES}_schedules:run",
-    fixed={"examples": 256, "features": 16, "label_noise": 0.5, "start": "w = 0"},
-)
-
-
-EXPERIMENTS: tuple[Experiment, ...] = (OPTIMIZERS, SWEEP, EDGE, CLIPPING, SCHEDULES)
+EXPERIMENTS: tuple[Experiment, ...] = (OPTIMIZERS, SWEEP, EDGE, CLIPPING, SCHEDULES, NOISE_SCALE)
