@@ -571,6 +571,22 @@ def test_column_weights_order_hits_inside_a_bucket(small_index: Callable[..., En
             assert {h.matched_field for h in hits} == {"body"}  # both from the same bucket
 
 
+def test_buckets_rank_title_then_synonyms_then_summary_then_body(
+    small_index: Callable[..., Engine],
+) -> None:
+    columns = ["body", "summary", "synonyms", "title"]  # ids in the reverse of the rank order
+    documents = [placed(name, column, "zeta") for name, column in zip("abcd", columns, strict=True)]
+    with Session(small_index(documents)) as session:
+        hits = search.search(session, "zeta").hits
+        assert [(h.slug, h.matched_field) for h in hits] == [
+            ("d-zeta", "title"),
+            ("c-zeta", "synonyms"),
+            ("b-zeta", "summary"),
+            ("a-zeta", "body"),
+        ]
+        assert hits[1].matched_synonym == "zeta sage"
+
+
 def test_a_bucket_past_its_window_ranks_only_its_first_matches(
     small_index: Callable[..., Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
