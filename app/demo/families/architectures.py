@@ -36,9 +36,9 @@ class RecurrentParams(ExperimentParams):
     )
 
     def estimate_seconds(self) -> float:
-        """Forward and backward through both networks: per step a fixed cost (the fused
-        kernels' loop) and the recurrent matmuls (LSTM 4x the RNN's), at ~2 GFLOP/s."""
-        per_step = 5 * 6 * self.batch_size * self.hidden**2 / 2e9 + 6e-5
+        """Forward and backward through both networks, float64: per step a fixed cost and
+        the recurrent matmuls (LSTM 4x the RNN's) at 10 GFLOP/s: 1.5-3x the time measured."""
+        per_step = 1e-3 + 5 * 6 * self.batch_size * self.hidden**2 / 1e10
         return 0.05 + self.seq_len * per_step
 
 
@@ -121,11 +121,11 @@ class ConvParams(ExperimentParams):
     lr: float = Field(1e-2, ge=1e-4, le=0.1, description="Learning rate.")
 
     def estimate_seconds(self) -> float:
-        """Per step a fixed cost per network (autograd, Adam) and ~6 flops per multiply-add
-        at ~1 GFLOP/s, plus 11 passes over 2,048 held-out signals, with margin."""
-        macs = self.length * self.channels * MOTIF + self.length * self.hidden
-        per_step = 2.5e-3 + 6 * self.batch_size * macs / 1e9
-        return 0.1 + self.steps * per_step + 11 * 2 * 2048 * macs / 1e9
+        """Per step a fixed cost for the two networks (autograd, Adam) and 6 flops per
+        multiply-add at 3 GFLOP/s, plus the held-out passes: 1.6-2x the time measured here."""
+        macs = self.length * self.channels * MOTIF + self.length * self.hidden  # per example
+        per_step = 2.5e-3 + 6 * self.batch_size * macs / 3e9
+        return 0.1 + self.steps * per_step + 13 * 2048 * 2 * macs / 3e9
 
 
 CNN_VS_MLP = Experiment(

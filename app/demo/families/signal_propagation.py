@@ -54,11 +54,11 @@ class RankCollapseParams(ExperimentParams):
     )
 
     def estimate_seconds(self) -> float:
-        """4 variants x depth layers, float64: per layer a fixed cost plus the matmuls
-        (QKVO 4 d^2 and MLP 8 d^2 per token, scores 2 n d), at ~1 GFLOP/s with margin."""
+        """Per layer a fixed cost plus 4 variants' float64 matmuls (QKVO 4 d^2 and MLP 8 d^2
+        per token, scores 2 n d) at 10 GFLOP/s: about twice the time measured here."""
         n, d = self.tokens, self.heads * self.head_dim
-        flops = 2 * (12 * n * d * d + 2 * n * n * d)
-        return 0.05 + 4 * self.depth * (3e-4 + flops / 1e9)
+        flops = 2 * (12 * n * d * d + 2 * n * n * d)  # per variant and layer
+        return 0.05 + self.depth * (1e-3 + 4 * flops / 1e10)
 
 
 RANK_COLLAPSE = Experiment(
@@ -155,8 +155,9 @@ class ShatteredParams(ExperimentParams):
 
     def estimate_seconds(self) -> float:
         """Forward and backward of (points x width) @ (width x width) per layer, for the
-        2 + 2 x depth layers of the three networks, at ~10 GFLOP/s with margin."""
-        per_layer = 1e-4 + 6 * self.points * self.width**2 / 1e10
+        2 + 2 x depth layers of the three networks, at 30 GFLOP/s: about twice the time
+        measured here."""
+        per_layer = 1e-4 + 6 * self.points * self.width**2 / 3e10
         return 0.05 + (2 + 2 * self.depth) * per_layer
 
 
@@ -234,11 +235,11 @@ class IsometryParams(ExperimentParams):
     )
 
     def estimate_seconds(self) -> float:
-        """2 variants x depth float64 (N x N) @ (N x N) products at ~1 GFLOP/s, plus up to 16
-        singular-value decompositions each, with margin."""
+        """2 variants x depth float64 (N x N) @ (N x N) products at 4 GFLOP/s, plus up to 16
+        singular-value decompositions each (~10 N^3): 1.3-2x the time measured here."""
         n = self.width
-        svds = min(16, self.depth) * 2 * (2e-4 + 20 * n**3 / 1e9)
-        return 0.05 + 2 * self.depth * (5e-5 + 2 * n**3 / 1e9) + svds
+        svds = min(16, self.depth) * 2 * (2e-4 + 10 * n**3 / 1e10)
+        return 0.02 + 2 * self.depth * (2e-5 + 2 * n**3 / 4e9) + svds
 
 
 DYNAMICAL_ISOMETRY = Experiment(
@@ -306,11 +307,12 @@ class NormParams(ExperimentParams):
     lr: float = Field(1e-2, ge=1e-4, le=0.1, description="Learning rate.")
 
     def estimate_seconds(self) -> float:
-        """2 variants: per step a fixed cost (autograd, Adam) and ~6 flops per multiply-add
-        at ~2 GFLOP/s, plus 11 validation passes over 1,024 examples, with margin."""
-        macs = 16 * self.width + self.width**2
-        per_step = 1.2e-3 + 6 * self.batch_size * macs / 2e9
-        return 0.1 + 2 * (self.steps * per_step + 11 * 2 * 1024 * macs / 2e9)
+        """2 variants: per step a fixed cost (autograd, Adam) and 6 flops per multiply-add at
+        15 GFLOP/s, plus the evaluation passes: 1.5-2.5x the time measured here."""
+        macs = 16 * self.width + self.width**2  # per example
+        per_step = 1.2e-3 + 6 * self.batch_size * macs / 1.5e10
+        evals = (11 * 1024 + 3 * 8192) * 2 * macs / 1.5e10
+        return 0.1 + 2 * (self.steps * per_step + evals)
 
 
 RMSNORM = Experiment(
