@@ -14,6 +14,9 @@ from app.config import Settings
 from app.main import create_app
 from tests.factories import write_corpus
 
+# The demo's controlled engine, fake clock and runner fixtures (tests/demo_fixtures.py).
+pytest_plugins = ["tests.demo_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
 
