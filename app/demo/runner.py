@@ -92,7 +92,7 @@ class Run:
     ) -> AsyncIterator[Progress | DemoResult]:
         """Progress items in order, then the DemoResult; stops the run if abandoned."""
         if self._result is not None:
-            yield self._result.model_copy(update={"cached": True})
+            yield self._result.model_copy(update={"cached": True}, deep=True)  # callers may edit it
             return
         assert self._future is not None and self._events is not None
         fut = asyncio.wrap_future(self._future)
@@ -106,7 +106,7 @@ class Run:
                     yield events.get_nowait()
                 if fut.done():
                     finished = True
-                    yield fut.result().model_copy(update={"cached": False})
+                    yield fut.result().model_copy(update={"cached": False}, deep=True)
                     return
                 getter: asyncio.Future[Progress] = asyncio.ensure_future(events.get())
                 waiting: set[asyncio.Future[Any]] = {fut, getter}

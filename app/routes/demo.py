@@ -26,6 +26,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "A parameter is unknown or out of range"},
     503: {"model": ErrorBody, "description": "The demo is busy (see Retry-After) or failed"},
 }
+# The stream's errors are JSON too: say so, or its response_class would relabel them.
+_JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+STREAM_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: answer | {"content": _JSON_ERROR} for code, answer in ERRORS.items()
+}
 router = APIRouter(prefix="/api/demo", tags=["demo"], responses=ERRORS)
 
 
@@ -159,7 +164,8 @@ async def run_demo(request: Request, response: Response, run: RunDep) -> DemoRes
         200: {
             "content": {"text/event-stream": {}},
             "description": "`progress` events, then one `result` (or `error`) event",
-        }
+        },
+        **STREAM_ERRORS,
     },
 )
 async def stream_demo(request: Request, run: RunDep) -> AsyncIterator[ServerSentEvent]:

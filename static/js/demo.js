@@ -282,7 +282,10 @@
     const variants = state.experiment.variants.map((v) => v.name);
     return chart.series.map((series, i) => {
       const at = series.variant ? variants.indexOf(series.variant) : -1;
-      const color = colors[(at >= 0 ? at : i) % colors.length];
+      const index = at >= 0 ? at : i;
+      const color = colors[index % colors.length];
+      // past the palette, colours repeat: dash the second round so every line stays distinct
+      const dashed = series.style === "dashed" || index >= colors.length;
       const positive = (y) => (chart.y_log && !(y > 0) ? null : y);
       return {
         label: series.label,
@@ -290,7 +293,7 @@
           ? series.points.map(([, y]) => y)
           : series.points.map(([x, y]) => ({ x, y: positive(y) })),
         borderColor: color, backgroundColor: color,
-        borderDash: series.style === "dashed" ? [6, 3] : [],
+        borderDash: dashed ? [6, 3] : [],
         showLine: series.style !== "points",
         pointRadius: series.style === "points" ? 3 : chart.kind === "contour" ? 1.5 : series.points.length > 60 ? 0 : 2,
         tension: 0, spanGaps: false,

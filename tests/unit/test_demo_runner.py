@@ -59,11 +59,6 @@ def test_second_identical_run_is_served_from_the_cache(
     assert status["torch_ready"] is True and status["device"] == "cpu"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Run.events() answers a cached result with a shallow model_copy, so a caller that "
-    "edits its result edits the cache; model_copy(..., deep=True) fixes it",
-)
 def test_callers_get_copies_of_cached_results(
     make_runner: MakeRunner, controlled_engine: ControlledEngine
 ) -> None:
