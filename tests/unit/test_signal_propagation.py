@@ -13,6 +13,7 @@ from app.demo.catalog import EXPERIMENTS, resolve
 from app.demo.engines.signal_propagation_isometry import weights
 from app.demo.engines.signal_propagation_rank import attention, make_layer, residual
 from app.demo.engines.signal_propagation_shattered import autocorrelation
+from app.demo.engines.signal_propagation_softmax import entropy
 from app.demo.errors import DemoInputError, RunCancelled
 from app.demo.experiment import execute
 from app.demo.families.signal_propagation import FAMILY, IsometryParams
@@ -97,6 +98,17 @@ def test_orthogonal_weights_are_orthogonal() -> None:
     torch.testing.assert_close(orthogonal @ orthogonal.transpose(1, 2), eye.expand(3, 16, 16))
 
 
+def test_entropy_of_uniform_and_of_one_hot_attention() -> None:
+    n = 16
+    flat = torch.zeros(3, n, dtype=torch.float64)
+    torch.testing.assert_close(entropy(flat), torch.full((3,), math.log(n), dtype=torch.float64))
+    spike = torch.zeros(1, n, dtype=torch.float64)
+    spike[0, 3] = 100.0
+    assert entropy(spike)[0] < 1e-30
+    two = torch.tensor([[0.0, 0.0, -1e9]], dtype=torch.float64)
+    assert entropy(two)[0] == pytest.approx(math.log(2))
+
+
 # ----------------------------------------------------------------------------- effects
 
 
@@ -141,6 +153,20 @@ def test_only_layernorm_ignores_a_shift_and_rmsnorm_falls_behind_as_offset_grows
 def test_rmsnorm_trains_as_well_at_another_width() -> None:
     result = run("rmsnorm-vs-layernorm", width=64)
     assert all(holds(result).values()), result.claims
+
+
+def test_sigma_reparam_entropy_does_not_depend_on_the_weight_scale() -> None:
+    result = run("softmax-temperature", max_scale=1000)
+    curve = next(s for s in result.charts[0].series if s.variant == "sigma-reparam")
+    ys = [y for _, y in curve.points]
+    assert ys[0] is not None and all(y == pytest.approx(ys[0]) for y in ys)
+    assert value(result, "attention", "entropy_at_max_scale") < 0.01
+
+
+def test_entropy_collapses_over_a_thousand_keys_too() -> None:
+    """Uniform attention over 1,024 keys has 6.9 nats; scale 40 still takes it below 1."""
+    result = run("softmax-temperature", tokens=1024)
+    assert all(c.holds for c in result.claims), result.claims
 
 
 # ----------------------------------------------------------------------------- the run

@@ -26,7 +26,7 @@ def positive(x: float) -> Number:
     return y if y is not None and y > 0 else None
 
 
-def log_series(label: str, variant: str, ys: Sequence[float], x0: int = 0) -> Series:
+def log_series(label: str, variant: str | None, ys: Sequence[float], x0: int = 0) -> Series:
     """y by index (x = x0, x0 + 1, ...) for a log-scale chart."""
     return Series(
         label=label,

@@ -1,9 +1,8 @@
 """Signal propagation: what happens to a signal (tokens, inputs, gradients) across depth.
 
-Every experiment here measures a network at initialization (no training unless it says
-so): the same input and the same weights go through each variant, which differ only by the
-idea (a skip connection, an MLP, an orthogonal matrix, a normalization). Engines live in
-app/demo/engines/signal_propagation_<part>.py.
+Most experiments measure networks at initialization: the same input and weights go through
+every variant, which differ only by the idea (a skip, an MLP, orthogonal weights, a norm).
+Engines: app/demo/engines/signal_propagation_<part>.py.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from app.demo.claims import RUN, Claim, metric
+from app.demo.claims import RUN, Claim, metric, ratio
 from app.demo.experiment import ChartSpec, Experiment, VariantSpec
 from app.demo.params import ExperimentParams
 
@@ -54,8 +53,7 @@ class RankCollapseParams(ExperimentParams):
     )
 
     def estimate_seconds(self) -> float:
-        """Per layer a fixed cost plus 4 variants' float64 matmuls (QKVO 4 d^2 and MLP 8 d^2
-        per token, scores 2 n d) at 10 GFLOP/s: about twice the time measured here."""
+        """Per layer: 4 variants' float64 matmuls at 10 GFLOP/s (2x the time measured here)."""
         n, d = self.tokens, self.heads * self.head_dim
         flops = 2 * (12 * n * d * d + 2 * n * n * d)  # per variant and layer
         return 0.05 + self.depth * (1e-3 + 4 * flops / 1e10)
@@ -85,11 +83,7 @@ RANK_COLLAPSE = Experiment(
         BlockVariant("attention-mlp", "Attention + MLP", "X = MLP(SA(X)), no skips.", mlp=True),
         BlockVariant("attention-skip", "Attention + skip", "X = X + SA(X).", skip=True),
         BlockVariant(
-            "transformer",
-            "Attention + MLP + skips",
-            "X = X + SA(X); X = X + MLP(X).",
-            mlp=True,
-            skip=True,
+            "transformer", "Full block", "X = X + SA(X); X = X + MLP(X).", mlp=True, skip=True
         ),
     ),
     params=RankCollapseParams,
@@ -100,8 +94,7 @@ RANK_COLLAPSE = Experiment(
     claims=(
         Claim(
             "attention-collapses",
-            "With attention alone, the tokens' residual from rank 1 after the last layer is "
-            "below 1/1000 of their norm",
+            "With attention alone, the final residual is below 1/1000 of the tokens' norm",
             metric("attention", "final_residual"),
             "<",
             1e-3,
@@ -116,8 +109,7 @@ RANK_COLLAPSE = Experiment(
         ),
         Claim(
             "mlp-does-not-prevent",
-            "With an MLP after each attention layer but no skips, the residual still falls "
-            "below 1/1000",
+            "With an MLP after each attention layer but no skips, it still falls below 1/1000",
             metric("attention-mlp", "final_residual"),
             "<",
             1e-3,
@@ -154,9 +146,7 @@ class ShatteredParams(ExperimentParams):
     points: int = Field(256, ge=32, le=1024, description="Inputs on the sweep of x over [-2, 2].")
 
     def estimate_seconds(self) -> float:
-        """Forward and backward of (points x width) @ (width x width) per layer, for the
-        2 + 2 x depth layers of the three networks, at 30 GFLOP/s: about twice the time
-        measured here."""
+        """2 + 2 depth layers, forward and backward, at 30 GFLOP/s (2x the time measured here)."""
         per_layer = 1e-4 + 6 * self.points * self.width**2 / 3e10
         return 0.05 + (2 + 2 * self.depth) * per_layer
 
@@ -177,9 +167,7 @@ SHATTERED_GRADIENTS = Experiment(
     variants=(
         DepthVariant("shallow", "Shallow (2 layers)", "h = ReLU(BN(W h)), 2 layers.", depth=2),
         DepthVariant("plain", "Deep plain", "h = ReLU(BN(W h)) in every layer."),
-        DepthVariant(
-            "resnet", "Deep ResNet", "h = h + W ReLU(BN(h)) in every layer.", residual=True
-        ),
+        DepthVariant("resnet", "Deep ResNet", "h = h + W ReLU(BN(h)).", residual=True),
     ),
     params=ShatteredParams,
     charts=(
@@ -189,8 +177,7 @@ SHATTERED_GRADIENTS = Experiment(
     claims=(
         Claim(
             "plain-gradient-shattered",
-            "In the deep plain network dy/dx is like white noise: its lag-1 autocorrelation "
-            "along the sweep is between -0.3 and 0.3",
+            "The deep plain network's dy/dx is like white noise: lag-1 autocorrelation near 0",
             metric("plain", "lag1_autocorrelation"),
             "between",
             -0.3,
@@ -224,19 +211,11 @@ class IsometryParams(ExperimentParams):
     budget_param: ClassVar[str] = "depth"
 
     depth: int = Field(64, ge=1, le=256, description="Tanh layers.")
-    width: int = Field(
-        128, ge=8, le=256, description="Units per layer (the Jacobian is width x width)."
-    )
-    gain: float = Field(
-        1.0,
-        ge=0.25,
-        le=4.0,
-        description="Weight scale: gain x (N(0, 1/width) or orthogonal); 1 is critical for tanh.",
-    )
+    width: int = Field(128, ge=8, le=256, description="Units per layer (J is width x width).")
+    gain: float = Field(1.0, ge=0.25, le=4.0, description="Weight scale (1: critical for tanh).")
 
     def estimate_seconds(self) -> float:
-        """2 variants x depth float64 (N x N) @ (N x N) products at 4 GFLOP/s, plus up to 16
-        singular-value decompositions each (~10 N^3): 1.3-2x the time measured here."""
+        """2 x depth float64 N^3 products and 32 SVDs (1.3-2x the time measured here)."""
         n = self.width
         svds = min(16, self.depth) * 2 * (2e-4 + 10 * n**3 / 1e10)
         return 0.02 + 2 * self.depth * (2e-5 + 2 * n**3 / 4e9) + svds
@@ -247,22 +226,18 @@ DYNAMICAL_ISOMETRY = Experiment(
     title="Dynamical isometry: orthogonal vs Gaussian initialization",
     family=FAMILY,
     description=(
-        "The Jacobian of a deep tanh network's output with respect to its input, at "
-        "initialization, with Gaussian weights and with orthogonal weights at the same gain, 1, "
-        "the critical one for tanh (between the ordered phase, where signals die out, and "
-        "chaos, where nearby inputs fly apart). Its singular values "
-        "say how much each input direction is stretched: with Gaussian weights they spread over "
-        "many orders of magnitude with depth, so some directions explode while most vanish; "
-        "orthogonal weights keep them near one another (dynamical isometry), which is what lets "
+        "The input-output Jacobian of a deep tanh network at initialization, with Gaussian or "
+        "orthogonal weights at gain 1, the critical gain for tanh (between order, where signals "
+        "die out, and chaos). Its singular values say how much each input direction is "
+        "stretched: with Gaussian weights they spread over many orders of magnitude with depth; "
+        "orthogonal weights keep them close together (dynamical isometry), which is what lets "
         "very deep networks train."
     ),
     citation="Saxe et al., 2014; Pennington et al., 2017",
     terms=("weight-initialization",),
     variants=(
         VariantSpec("gaussian", "Gaussian", "W ~ N(0, gain^2 / width)."),
-        VariantSpec(
-            "orthogonal", "Orthogonal", "W = gain x Q, Q the Q factor of the same Gaussian draw."
-        ),
+        VariantSpec("orthogonal", "Orthogonal", "W = gain x Q, Q from the same Gaussian draw."),
     ),
     params=IsometryParams,
     charts=(
@@ -296,10 +271,7 @@ DYNAMICAL_ISOMETRY = Experiment(
 
 class NormParams(ExperimentParams):
     offset: float = Field(
-        0.0,
-        ge=0,
-        le=50,
-        description="Standard deviation of a random constant added to all features of each input.",
+        0.0, ge=0, le=50, description="Std of a random constant added to an input's features."
     )
     width: int = Field(32, ge=8, le=256, description="Units per hidden layer.")
     steps: int = Field(200, ge=0, le=3000, description="Training steps (Adam).")
@@ -307,8 +279,7 @@ class NormParams(ExperimentParams):
     lr: float = Field(1e-2, ge=1e-4, le=0.1, description="Learning rate.")
 
     def estimate_seconds(self) -> float:
-        """2 variants: per step a fixed cost (autograd, Adam) and 6 flops per multiply-add at
-        15 GFLOP/s, plus the evaluation passes: 1.5-2.5x the time measured here."""
+        """2 variants' steps and evaluations at 15 GFLOP/s (1.5-2.5x the time measured here)."""
         macs = 16 * self.width + self.width**2  # per example
         per_step = 1.2e-3 + 6 * self.batch_size * macs / 1.5e10
         evals = (11 * 1024 + 3 * 8192) * 2 * macs / 1.5e10
@@ -322,10 +293,9 @@ RMSNORM = Experiment(
     description=(
         "RMSNorm keeps LayerNorm's re-scaling (divide by the root mean square) and drops its "
         "re-centering (subtract the mean), saving one statistic per vector. The same small "
-        "network trains with either on the same data. On ordinary inputs RMSNorm trains as "
-        "well; but only LayerNorm ignores a constant added to every feature, so when each "
-        "input carries a large random offset (the offset parameter) RMSNorm falls behind. "
-        "Both ignore scaling the input."
+        "network trains with either on the same data: RMSNorm trains as well. Both ignore a "
+        "scaled input, but only LayerNorm ignores a constant added to every feature: give "
+        "each input a large random offset and RMSNorm falls behind."
     ),
     citation="Zhang and Sennrich, 2019",
     terms=("rmsnorm",),
@@ -356,17 +326,73 @@ RMSNORM = Experiment(
     ),
     counterfactual={"offset": 30},
     engine=f"{_ENGINES}_norms:run",
-    fixed={
-        "network": "norm, Linear, ReLU, norm, Linear, ReLU, Linear",
-        "inputs": 16,
-        "task": "random tanh teacher",
-    },
+    fixed={"network": "norm-Linear-ReLU-norm-Linear-ReLU-Linear", "inputs": 16, "task": "teacher"},
 )
 
 
-EXPERIMENTS: tuple[Experiment, ...] = (
-    RANK_COLLAPSE,
-    SHATTERED_GRADIENTS,
-    DYNAMICAL_ISOMETRY,
-    RMSNORM,
+# ----------------------------------------------------------------------------- softmax
+
+
+class SoftmaxParams(ExperimentParams):
+    max_scale: float = Field(40, ge=1, le=1000, description="Largest logit scale on the sweep.")
+    tokens: int = Field(64, ge=4, le=1024, description="Keys each query attends over.")
+    head_dim: int = Field(64, ge=4, le=256, description="Dimensions of queries and keys.")
+
+    def estimate_seconds(self) -> float:
+        """17 softmaxes of n x n and the n x d x d projections, float64 at 1 GFLOP/s."""
+        n, d = self.tokens, self.head_dim
+        return 0.02 + (17 * 2 * 20 * n * n + 8 * n * d * d + 4 * d**3) / 1e9
+
+
+SOFTMAX_TEMPERATURE = Experiment(
+    name="softmax-temperature",
+    title="Softmax temperature and attention entropy collapse",
+    family=FAMILY,
+    description=(
+        "Attention weights are a softmax of logits; a logit scale s is a temperature of 1/s. "
+        "As the scale grows (in training, as the query and key weights grow), attention "
+        "concentrates on fewer keys and its entropy falls from near ln(n), uniform, toward 0: "
+        "entropy collapse, which goes with unstable training. Dividing each weight matrix by "
+        "its spectral norm (sigma-reparam) keeps the logits from growing with the weights."
+    ),
+    citation="Zhai et al., 2023",
+    terms=("softmax",),
+    variants=(
+        VariantSpec("attention", "Attention", "softmax(s (X W_Q)(X W_K)^T / sqrt(d))."),
+        VariantSpec("sigma-reparam", "Sigma-reparam", "W_Q, W_K divided by their spectral norms."),
+    ),
+    params=SoftmaxParams,
+    charts=(
+        ChartSpec("entropy", "line", "Mean attention entropy by logit scale"),
+        ChartSpec("weights", "line", "One query's attention weights at three scales"),
+    ),
+    claims=(
+        Claim(
+            "entropy-collapses",
+            "At the largest scale the mean attention entropy is below 1 nat",
+            metric("attention", "entropy_at_max_scale"),
+            "<",
+            1,
+        ),
+        Claim(
+            "near-uniform-at-scale-1",
+            "At scale 1 it is above 80% of ln(n), the entropy of uniform attention",
+            ratio(metric("attention", "entropy_at_unit_scale"), metric(RUN, "max_entropy")),
+            ">",
+            0.8,
+        ),
+        Claim(
+            "one-key-dominates",
+            "At the largest scale each query gives over half its attention to one key",
+            metric("attention", "top_weight_at_max_scale"),
+            ">",
+            0.5,
+        ),
+    ),
+    counterfactual={"max_scale": 2},
+    engine=f"{_ENGINES}_softmax:run",
+    fixed={"weights": "Gaussian, variance 1/head_dim", "tokens": "Gaussian"},
 )
+
+
+EXPERIMENTS = (RANK_COLLAPSE, SHATTERED_GRADIENTS, DYNAMICAL_ISOMETRY, RMSNORM, SOFTMAX_TEMPERATURE)
