@@ -52,8 +52,8 @@ RNN_VS_LSTM = Experiment(
         "loss at the end depends on each input token (the gradient with respect to token t). "
         "In a plain tanh RNN the gradient is multiplied by a factor below 1 at every step back "
         "through time, so it vanishes exponentially with the distance and the first token is "
-        "out of reach. The LSTM's cell state is updated additively, gated by a forget gate "
-        "that starts near 1 (bias 1), so the gradient survives far longer."
+        "out of reach. The LSTM's cell state is updated additively, scaled only by a forget "
+        "gate that starts at sigmoid(1) = 0.73 (bias 1), so the gradient survives far longer."
     ),
     citation="Hochreiter, 1991; Hochreiter and Schmidhuber, 1997",
     terms=("recurrent-neural-network", "lstm"),
