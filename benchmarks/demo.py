@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/demo.py            # everything (about a minute)
     .venv/bin/python benchmarks/demo.py --quick    # skip the largest allowed runs
 
+Then the default run over HTTP against the script a user would write (benchmarks/demo_http.py),
+and every experiment's default run time.
+
 Prints, for the default experiment: time to the first progress event, total time, the
 batched engine against the one-variant-at-a-time baseline below (same numbers checked, speed
 ratio), and a cached answer's time through DemoRunner; then the time of the largest runs the
@@ -36,6 +39,7 @@ from app.demo.families.gradient_flow import GradientFlowParams, GradientVariant 
 from app.demo.nets import batch_indices, make_task  # noqa: E402
 from app.demo.params import BUDGET_S, ExperimentParams, describe  # noqa: E402
 from app.demo.result import DemoResult, Progress  # noqa: E402
+from benchmarks.demo_http import every_experiment, http_vs_script  # noqa: E402
 
 TARGETS = {"total_s": 1.0, "first_event_s": 0.2, "speedup": 1.5}
 
@@ -297,6 +301,8 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, device cpu"
     )
     default_preset(args.repeats)
+    http_vs_script(args.repeats)
+    every_experiment()
     if not args.quick:
         largest_runs()
 
