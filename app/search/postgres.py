@@ -20,7 +20,7 @@ from sqlalchemy import Engine, Table
 from sqlalchemy.exc import DBAPIError
 
 from app.search.fulltext import FullText
-from app.search.model import COLUMN_WEIGHTS, MAX_TOTAL, TIER_COLUMNS, TIERS, IndexRows, Term
+from app.search.model import COLUMN_WEIGHTS, MAX_TOTAL, TIER_COLUMNS, IndexRows, Term
 from app.search.tables import TABLES as PLAIN_TABLES
 
 log = logging.getLogger(__name__)
@@ -33,26 +33,29 @@ LEXEME = re.compile(r"[0-9a-z]+")
 # does not win on its many words alone (bm25's length normalization, on SQLite, does more).
 NORMALIZATION = 1
 
-# Weight classes per bucket: four for five columns, so the full text gives synonyms and
+# One table per bucket, as on SQLite; "title" is the names table with every lexeme of the
+# query restricted to the title's weight class (FTS5's column filter): its rows are ranked,
+# and normalized by length, as whole names rows.
+TIER_TABLES = {
+    "title": "search_names",
+    "names": "search_names",
+    "head": "search_head",
+    "full": "search_full",
+}
+TITLE_CLASS = "A"
+# Weight classes per table: four for five columns, so the full text gives synonyms and
 # joined names one class. ts_rank_cd's weights are COLUMN_WEIGHTS / 10 (it takes at most 1).
-TIER_WEIGHTS = {
-    "title": {"title": "A"},
-    "names": {"title": "A", "synonyms": "B", "joined": "C"},
-    "head": {"title": "A", "synonyms": "B", "joined": "C", "summary": "D"},
-    "full": {"title": "A", "synonyms": "B", "joined": "B", "summary": "C", "body": "D"},
+TABLE_WEIGHTS = {
+    "search_names": {"title": "A", "synonyms": "B", "joined": "C"},
+    "search_head": {"title": "A", "synonyms": "B", "joined": "C", "summary": "D"},
+    "search_full": {"title": "A", "synonyms": "B", "joined": "B", "summary": "C", "body": "D"},
 }
 WEIGHT_SCALE = 10.0
-# (table, tsvector column) per bucket; id = search_doc.id.
-TIER_SOURCES = {
-    "title": ("search_names", "title"),
-    "names": ("search_names", "vec"),
-    "head": ("search_head", "vec"),
-    "full": ("search_full", "vec"),
-}
-TABLES = ("search_names", "search_head", "search_full")
+TABLES = tuple(TABLE_WEIGHTS)
 CREATE_TABLES = (
+    # id = search_doc.id
     "CREATE TABLE search_names (id integer PRIMARY KEY, category text NOT NULL, "
-    "title tsvector NOT NULL, vec tsvector NOT NULL)",
+    "vec tsvector NOT NULL)",
     "CREATE TABLE search_head (id integer PRIMARY KEY, category text NOT NULL, "
     "vec tsvector NOT NULL)",
     # The long vectors live out of line (toast), so counting matches reads narrow rows.
@@ -64,23 +67,22 @@ CREATE_TABLES = (
 )
 # Built once the first rows are in: much faster than maintaining them row by row.
 GIN_INDEXES = (
-    "CREATE INDEX search_names_title ON search_names USING gin (title)",
     "CREATE INDEX search_names_vec ON search_names USING gin (vec)",
     "CREATE INDEX search_head_vec ON search_head USING gin (vec)",
     "CREATE INDEX search_full_vec ON search_full USING gin (vec)",
 )
 
 
-def _weights(tier: str) -> list[float]:
+def _weights(table: str) -> list[float]:
     """ts_rank_cd's weights, {D, C, B, A}; a class shared by two columns takes the higher
     weight, an unused one the lowest."""
     by_class = dict.fromkeys("ABCD", 0.1)
-    for column, weight_class in TIER_WEIGHTS[tier].items():
+    for column, weight_class in TABLE_WEIGHTS[table].items():
         by_class[weight_class] = max(by_class[weight_class], COLUMN_WEIGHTS[column] / WEIGHT_SCALE)
     return [by_class[c] for c in "DCBA"]
 
 
-WEIGHTS = {tier: _weights(tier) for tier in TIERS}
+WEIGHTS = {table: _weights(table) for table in TABLES}
 
 
 def tsvector(columns: Sequence[tuple[str, str]]) -> str:
@@ -101,32 +103,35 @@ def tsvector(columns: Sequence[tuple[str, str]]) -> str:
     return " ".join(f"'{word}':{','.join(places)}" for word, places in found.items())
 
 
-def _lexeme(token: str, prefix: bool) -> str:
-    """A quoted tsquery lexeme. Tokens are folded words, [0-9a-z]+: the check keeps it so."""
+def _lexeme(token: str, prefix: bool, classes: str) -> str:
+    """A quoted tsquery lexeme, found in the weight classes given (all when none). Tokens are
+    folded words, [0-9a-z]+: the check keeps it so."""
     assert LEXEME.fullmatch(token), token
-    return f"'{token}':*" if prefix else f"'{token}'"
+    label = ("*" if prefix else "") + classes
+    return f"'{token}':{label}" if label else f"'{token}'"
 
 
-def term_query(term: Term) -> str:
+def term_query(term: Term, classes: str = "") -> str:
     """One term as a tsquery: the OR of its options."""
-    options = [_lexeme(token, prefix) for token, prefix in term.options()]
+    options = [_lexeme(token, prefix, classes) for token, prefix in term.options()]
     return options[0] if len(options) == 1 else "(" + " | ".join(options) + ")"
 
 
-def tsquery(terms: Sequence[Term]) -> str:
+def tsquery(terms: Sequence[Term], classes: str = "") -> str:
     """A tsquery literal requiring every term."""
-    return " & ".join(term_query(term) for term in terms)
+    return " & ".join(term_query(term, classes) for term in terms)
 
 
 def _matching(tier: str, terms: Sequence[Term], category: str | None) -> tuple[str, str, list[Any]]:
-    """(tsvector column, "FROM ... WHERE ..." of the bucket's matches, its parameters)."""
-    table, column = TIER_SOURCES[tier]
-    sql = f" FROM {table} WHERE {column} @@ %s::tsquery"
-    params: list[Any] = [tsquery(terms)]
+    """(weight classes searched, "FROM ... WHERE ..." of the bucket's matches, parameters)."""
+    table = TIER_TABLES[tier]
+    classes = TITLE_CLASS if tier == "title" else ""
+    sql = f" FROM {table} WHERE vec @@ %s::tsquery"
+    params: list[Any] = [tsquery(terms, classes)]
     if category is not None:
         sql += " AND category = %s"
         params.append(category)
-    return column, sql, params
+    return classes, sql, params
 
 
 class PostgresFullText(FullText):
@@ -175,24 +180,16 @@ class PostgresFullText(FullText):
     def fill(self, index: IndexRows, fresh: bool) -> None:
         categories = {row[0]: row[6] for row in index.docs}
 
-        def vector(tier: str, row: tuple[Any, ...]) -> str:
-            weights = TIER_WEIGHTS[tier]
+        def vector(table: str, row: tuple[Any, ...]) -> str:
+            weights = TABLE_WEIGHTS[table]
             texts = zip(TIER_COLUMNS["full"], row[1:], strict=True)
             return tsvector([(text, weights[name]) for name, text in texts if name in weights])
 
-        self._copy(
-            "search_names",
-            "id, category, title, vec",
-            [
-                (row[0], categories[row[0]], vector("title", row), vector("names", row))
-                for row in index.fields
-            ],
-        )
-        for tier in ("head", "full"):
+        for table in TABLES:
             self._copy(
-                f"search_{tier}",
+                table,
                 "id, category, vec",
-                [(row[0], categories[row[0]], vector(tier, row)) for row in index.fields],
+                [(row[0], categories[row[0]], vector(table, row)) for row in index.fields],
             )
         if fresh:
             for statement in GIN_INDEXES:
@@ -246,7 +243,7 @@ class PostgresFullText(FullText):
         count: int,
         below: int | None,
     ) -> list[tuple[int, float]]:
-        column, matching, params = _matching(tier, terms, category)
+        classes, matching, params = _matching(tier, terms, category)
         if below is not None:
             matching += " AND id < %s"
             params.append(below)
@@ -254,12 +251,12 @@ class PostgresFullText(FullText):
         # words standing close together over the columns holding them (a title word far from
         # a body word would lose to the same word in the synonyms, nearer the body).
         score = (
-            f"(SELECT sum(ts_rank_cd(%s::real[], {column}, term, {NORMALIZATION})) "  # noqa: S608
-            "FROM unnest(%s::tsquery[]) AS term)"
+            "(SELECT sum(ts_rank_cd(%s::real[], vec, term, %s)) FROM unnest(%s::tsquery[]) term)"
         )
         sql = f"SELECT id, {score} AS r{matching} ORDER BY r DESC, id LIMIT %s"  # noqa: S608
-        term_queries = [term_query(term) for term in terms]
-        rows = self.matching(sql, [WEIGHTS[tier], term_queries, *params, count])
+        term_queries = [term_query(term, classes) for term in terms]
+        weights = WEIGHTS[TIER_TABLES[tier]]
+        rows = self.matching(sql, [weights, NORMALIZATION, term_queries, *params, count])
         return [(int(i), float(r)) for i, r in rows]
 
     # ------------------------------------------------------------ did you mean
