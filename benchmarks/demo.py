@@ -35,10 +35,11 @@ from torch import nn  # noqa: E402
 
 from app.demo.catalog import DEFAULT_EXPERIMENT, EXPERIMENTS, resolve  # noqa: E402
 from app.demo.experiment import Experiment, execute  # noqa: E402
-from app.demo.families.gradient_flow import GradientFlowParams, GradientVariant  # noqa: E402
-from app.demo.nets import batch_indices, make_task  # noqa: E402
+from app.demo.families.gradient_flow import GradientVariant  # noqa: E402
+from app.demo.families.gradient_flow_params import GradientFlowParams  # noqa: E402
 from app.demo.params import BUDGET_S, ExperimentParams, describe  # noqa: E402
 from app.demo.result import DemoResult, Progress  # noqa: E402
+from app.demo.tasks import batch_indices, make_task  # noqa: E402
 from benchmarks.demo_http import every_experiment, http_vs_script  # noqa: E402
 
 TARGETS = {"total_s": 1.0, "first_event_s": 0.2, "speedup": 1.5}

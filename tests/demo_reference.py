@@ -3,7 +3,7 @@
 micrograd-style oracle. Each variant is built from nn.Linear / nn.LayerNorm / nn.BatchNorm1d
 and nn's own activation modules, initialized through torch's own init functions after
 torch.manual_seed(seed), and trained in its own loop with autograd and torch.optim. It shares
-only the data (app.demo.nets.make_task, batch_indices) with the engine, and reads the
+only the data (app.demo.tasks.make_task, batch_indices) with the engine, and reads the
 experiment's variants and parameters; the network, the loss, the optimizer, the recorded steps
 and the norms are written here again, plainly. It uses the global RNG: a test oracle only.
 """
@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.demo.experiment import Experiment
-from app.demo.families.gradient_flow import GradientFlowParams, GradientVariant
-from app.demo.nets import batch_indices, make_task
+from app.demo.families.gradient_flow import GradientVariant
+from app.demo.families.gradient_flow_params import GradientFlowParams
+from app.demo.tasks import batch_indices, make_task
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,

@@ -27,7 +27,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -35,12 +35,12 @@ from app.demo.errors import DemoDeviceError, GateFull, RunCancelled, RunTimedOut
 from app.demo.experiment import Experiment
 from app.demo.params import ExperimentParams
 from app.demo.result import DemoResult, Progress
+from app.demo.run import Run
 
-__all__ = ["DemoDeviceError", "DemoRunner", "GateFull", "RunCancelled", "RunTimedOut"]
+__all__ = ["DemoDeviceError", "DemoRunner", "GateFull", "Run", "RunCancelled", "RunTimedOut"]
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.05  # how often a run's reader polls is_disconnected while the run is in flight
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -66,64 +66,6 @@ class Engine(Protocol):
         on_progress: Callable[[Progress], None] | None,
         should_stop: Callable[[], bool] | None,
     ) -> DemoResult: ...
-
-
-class Run:
-    """One requested run: a cached result, or a run admitted to the pool."""
-
-    def __init__(
-        self,
-        result: DemoResult | None = None,
-        future: Future[DemoResult] | None = None,
-        events: asyncio.Queue[Progress] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> None:
-        self._result, self._future, self._events = result, future, events
-        self._cancel = cancel or threading.Event()
-
-    def cancel(self) -> None:
-        """Stop the run at its next step (its outcome is then never read)."""
-        self._cancel.set()
-        if self._future is not None:
-            self._future.add_done_callback(_retrieve)
-
-    async def events(
-        self, is_disconnected: Callable[[], Awaitable[bool]] | None = None
-    ) -> AsyncIterator[Progress | DemoResult]:
-        """Progress items in order, then the DemoResult; stops the run if abandoned."""
-        if self._result is not None:
-            yield self._result.model_copy(update={"cached": True}, deep=True)  # callers may edit it
-            return
-        assert self._future is not None and self._events is not None
-        fut = asyncio.wrap_future(self._future)
-        events = self._events
-        finished = False
-        try:
-            while True:
-                # the worker queues its events before the result (call_soon_threadsafe is
-                # FIFO), so once fut is done every event is already in `events`
-                while not events.empty():
-                    yield events.get_nowait()
-                if fut.done():
-                    finished = True
-                    yield fut.result().model_copy(update={"cached": False}, deep=True)
-                    return
-                getter: asyncio.Future[Progress] = asyncio.ensure_future(events.get())
-                waiting: set[asyncio.Future[Any]] = {fut, getter}
-                try:
-                    done, _ = await asyncio.wait(
-                        waiting, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED
-                    )
-                finally:
-                    if not getter.done():
-                        getter.cancel()
-                if getter in done and not getter.cancelled():
-                    yield getter.result()
-                if is_disconnected is not None and not fut.done() and await is_disconnected():
-                    self._cancel.set()
-        finally:
-            if not finished:  # the reader left, was cancelled, or the run failed
-                self.cancel()
 
 
 class DemoRunner:
@@ -400,11 +342,6 @@ class DemoRunner:
             if isinstance(item, DemoResult):
                 return item
         raise RuntimeError("a run ended without a result")  # pragma: no cover
-
-
-def _retrieve(fut: Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -17,7 +17,8 @@ from app.demo.errors import DemoDeviceError, DemoInputError, GateFull, RunCancel
 from app.demo.experiment import Experiment
 from app.demo.params import ExperimentParams
 from app.demo.result import DemoResult, Progress
-from app.demo.runner import DemoRunner, Run
+from app.demo.run import Run
+from app.demo.runner import DemoRunner
 from app.views import DemoPreset, ErrorBody
 
 log = logging.getLogger("glossary.demo")

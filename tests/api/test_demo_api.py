@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.demo.families.gradient_flow import ResidualParams
+from app.demo.families.gradient_flow_params import ResidualParams
 from app.demo.runner import DemoRunner
 from app.main import create_app
 from tests.conftest import make_settings

@@ -18,7 +18,8 @@ from app.demo.catalog import EXPERIMENTS, resolve
 from app.demo.claims import Claim, metric
 from app.demo.errors import RunCancelled
 from app.demo.experiment import execute
-from app.demo.families.gradient_flow import FAMILY, GradientFlowParams
+from app.demo.families.gradient_flow import FAMILY
+from app.demo.families.gradient_flow_params import GradientFlowParams
 from app.demo.nets import BatchedMLP, MLPConfig, MLPVariant
 from app.demo.result import DemoResult, Number, Progress, VariantResult
 from tests.demo_reference import MLPSpec, RefMLP, recorded_steps, run_reference

@@ -19,7 +19,7 @@ from app.demo.catalog import (
 )
 from app.demo.errors import DemoInputError
 from app.demo.families import gradient_flow
-from app.demo.families.gradient_flow import GradientFlowParams, ResidualParams
+from app.demo.families.gradient_flow_params import GradientFlowParams, ResidualParams
 from app.demo.params import BUDGET_S, MAX_RAW_LENGTH
 
 ROOT = Path(__file__).resolve().parents[2]

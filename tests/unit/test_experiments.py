@@ -21,7 +21,11 @@ def run(experiment: Experiment, **params: object) -> DemoResult:
 
 
 def failed(result: DemoResult) -> list[str]:
-    return [f"{c.id}: measured {c.measured}, expected {c.expected}" for c in result.claims if not c.holds]
+    return [
+        f"{c.id}: measured {c.measured}, expected {c.expected}"
+        for c in result.claims
+        if not c.holds
+    ]
 
 
 @pytest.mark.slow

@@ -16,19 +16,11 @@ import torch
 
 from app.demo.engines.common import and_list, curve, fmt, loss_chart, num
 from app.demo.experiment import EngineOutput, Experiment, RunContext
-from app.demo.families.gradient_flow import GradientFlowParams, GradientVariant
-from app.demo.nets import (
-    BatchedMLP,
-    BatchedTransformer,
-    MLPConfig,
-    MLPVariant,
-    TaskData,
-    TransformerConfig,
-    batch_indices,
-    make_task,
-    task_loss,
-)
+from app.demo.families.gradient_flow import GradientVariant
+from app.demo.families.gradient_flow_params import GradientFlowParams
+from app.demo.nets import BatchedMLP, BatchedTransformer, MLPConfig, MLPVariant, TransformerConfig
 from app.demo.result import Chart, LayerNorms, Number, RecordedStep, Series, VariantResult
+from app.demo.tasks import TaskData, batch_indices, make_task, task_loss
 
 RECORDED = 5  # recorded steps after initialization (fewer when steps < 5)
 
