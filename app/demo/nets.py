@@ -1,4 +1,4 @@
-"""The demo's networks and data, K variants at once.
+"""The gradient-flow family's networks, K variants at once (the data are in tasks.py).
 
 Every parameter has a leading variant dimension K, so all variants of an experiment run in
 the same batched matmuls (torch.baddbmm). Where variants differ in structure (activation,
