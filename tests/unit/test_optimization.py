@@ -18,6 +18,7 @@ from app.demo.engines import optimization_clip as clip
 from app.demo.engines import optimization_eos as eos
 from app.demo.engines import optimization_noise as noise
 from app.demo.engines import optimization_schedules as schedules
+from app.demo.engines import optimization_warmup as warmup
 from app.demo.engines.optimization import START, make_problem
 from app.demo.engines.optimization_mlp import StackedMLP, make_regression
 from app.demo.engines.optimization_sweep import LABEL_NOISE, N_TRAIN, learning_rates
@@ -25,6 +26,7 @@ from app.demo.errors import DemoInputError
 from app.demo.experiment import execute
 from app.demo.families.optimization import EXPERIMENTS as FAMILY_EXPERIMENTS
 from app.demo.families.optimization_params import SweepParams
+from app.demo.nets import BatchedTransformer, TransformerConfig
 from app.demo.result import Chart, DemoResult
 
 F64 = torch.float64
@@ -299,3 +301,32 @@ def test_noise_scale_matches_a_loop_over_examples_and_predicts_minibatch_noise()
     draws = torch.randint(0, len(y), (4000, batch), generator=torch.Generator().manual_seed(0))
     noise_b = (g[draws].mean(1) - mean).square().sum(1).mean()
     assert float(noise_b) == pytest.approx(trace / batch, rel=0.1)
+
+
+# ----------------------------------------------------------------------------- warm-up
+
+
+def test_stacked_adam_is_torch_adam_and_each_variant_keeps_its_own_rate() -> None:
+    """At one rate for all it steps exactly as torch.optim.Adam (on the same gradients, drawn
+    at random so none is degenerate); at rate 0 a variant stays put."""
+    cfg = TransformerConfig(
+        blocks=("post-ln", "post-ln", "pre-ln"), d_in=8, d_out=1, width=8, depth=2
+    )
+    ours, theirs = BatchedTransformer(cfg, 0), BatchedTransformer(cfg, 0)
+    named = list(ours.named_parameters())
+    adam = warmup.StackedAdam(named, 3)
+    reference = torch.optim.Adam(theirs.parameters(), lr=0.01)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        grads = [torch.randn(p.shape, generator=g) for _, p in named]
+        adam.step(grads, torch.full((3,), 0.01))
+        for q, gr in zip(theirs.parameters(), grads, strict=True):
+            q.grad = gr
+        reference.step()
+    for (name, a), b in zip(named, theirs.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), name
+    before = {n: p.detach().clone() for n, p in named}
+    adam.step([torch.ones_like(p) for _, p in named], torch.tensor([0.0, 0.01, 0.01]))
+    assert torch.equal(ours.attn_w[:, 0], before["attn_w"][:, 0])  # (L, K, ...): variant 0
+    assert torch.equal(ours.tok_w[0], before["tok_w"][0])  # (K, ...): variant 0
+    assert not torch.equal(ours.attn_w[:, 1], before["attn_w"][:, 1])

@@ -19,7 +19,7 @@ from app.demo.families.optimization_params import (
     OptimizersParams,
     SweepParams,
 )
-from app.demo.families.optimization_training import CLIPPING, NOISE_SCALE, SCHEDULES
+from app.demo.families.optimization_training import CLIPPING, NOISE_SCALE, SCHEDULES, WARMUP
 
 _OPTIMIZER_VARIANTS = (
     VariantSpec("gd", "GD", "Full-batch gradient descent: w -= lr * grad."),
@@ -221,4 +221,12 @@ EDGE = Experiment(
 )
 
 
-EXPERIMENTS: tuple[Experiment, ...] = (OPTIMIZERS, SWEEP, EDGE, CLIPPING, SCHEDULES, NOISE_SCALE)
+EXPERIMENTS: tuple[Experiment, ...] = (
+    OPTIMIZERS,
+    SWEEP,
+    EDGE,
+    CLIPPING,
+    SCHEDULES,
+    WARMUP,
+    NOISE_SCALE,
+)

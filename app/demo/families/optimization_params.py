@@ -134,3 +134,20 @@ class NoiseScaleParams(ExperimentParams):
         """About 0.3 ms per SGD step, and per measurement a per-example gradient pass."""
         per_measure = 0.004 + 4e-5 * self.examples * max(1.0, self.hidden / 32)
         return 0.1 + self.steps * 3e-4 + 11 * per_measure
+
+
+class WarmupParams(ExperimentParams):
+    """A small transformer trained by Adam at a large learning rate."""
+
+    lr: float = _lr(2e-2, 1e-5, 0.1, "Adam's (peak) learning rate, the same for every variant.")
+    warmup_steps: int = Field(
+        30, ge=1, le=1000, description="Steps of the linear warm-up from lr/warmup_steps to lr."
+    )
+    depth: int = Field(3, ge=1, le=8, description="Transformer blocks (attention and MLP).")
+    batch_size: int = Field(16, ge=1, le=128, description="Sequences per Adam step.")
+    steps: int = _steps(150, 1000)
+
+    def estimate_seconds(self) -> float:
+        """Three variants of width 16 on 8 tokens: about 1.8 ms a block and step (0.8 s at the
+        defaults, the family's slowest), more for large batches."""
+        return 0.1 + self.steps * self.depth * 1.8e-3 * max(1.0, self.batch_size / 32)
