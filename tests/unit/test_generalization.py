@@ -15,6 +15,8 @@ from torch import nn
 
 from app.demo.catalog import EXPERIMENTS, resolve
 from app.demo.engines import generalization_curves as curves
+from app.demo.engines import generalization_double_descent as double_descent
+from app.demo.engines import generalization_loss as loss_functions
 from app.demo.experiment import RunContext, execute
 from app.demo.families.generalization import CurvesParams
 from app.demo.result import DemoResult
@@ -139,3 +141,55 @@ def test_a_regularizer_helps_little_without_label_noise_and_with_plenty_of_data(
     m = metrics(result)
     assert m["none"]["val_rise"] is not None and m["none"]["val_rise"] < 2
     assert not claims(result)["decay-lower-val"]
+
+
+# ----------------------------------------------------------------------------- double descent
+
+
+@pytest.mark.parametrize("shape", [(30, 12), (30, 30), (30, 90)])
+def test_the_fit_is_the_pseudo_inverse_or_the_ridge_solution(shape: tuple[int, int]) -> None:
+    n, p = shape
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, p, generator=g, dtype=torch.float64)
+    y = torch.randn(n, generator=g, dtype=torch.float64)
+    assert torch.allclose(double_descent.fit(a, y, 0.0), torch.linalg.pinv(a) @ y, atol=1e-8)
+    ridge = 0.05
+    want = torch.linalg.solve(a.T @ a + n * ridge * torch.eye(p, dtype=a.dtype), a.T @ y)
+    assert torch.allclose(double_descent.fit(a, y, ridge), want, atol=1e-10)
+    if p >= n:  # minimum-norm least squares interpolates once there are enough features
+        assert float((a @ double_descent.fit(a, y, 0.0) - y).abs().max()) < 1e-8
+
+
+def test_the_peak_follows_the_number_of_training_points() -> None:
+    """The interpolation threshold is p = n whatever n is."""
+    result = run("double-descent", n_train=150, seed=5)
+    assert all(claims(result).values()), result.claims
+    assert metrics(result)["least-squares"]["peak_features_over_n"] == 1.0
+
+
+# ----------------------------------------------------------------------------- loss functions
+
+
+def test_the_logit_gradients_are_the_textbook_ones() -> None:
+    """dL/dz is 2 (p - y) p (1 - p) for squared error and p - y for cross-entropy."""
+    z = torch.linspace(-6, 6, 13).view(-1, 1).repeat(1, 2).requires_grad_()
+    y = (torch.arange(13) % 2).float()
+    mse, ce = loss_functions.losses(z, y)
+    (mse[0] + ce[1]).backward()
+    assert z.grad is not None
+    p, n = torch.sigmoid(z.detach()), 13
+    assert torch.allclose(z.grad[:, 0] * n, 2 * (p[:, 0] - y) * p[:, 0] * (1 - p[:, 0]), atol=1e-6)
+    assert torch.allclose(z.grad[:, 1] * n, p[:, 1] - y, atol=1e-6)
+
+
+def test_from_a_zero_start_the_squared_error_gradient_is_exactly_half() -> None:
+    """At z = 0, p (1 - p) = 1/4: 2 (p - y) p (1 - p) is half of p - y for every point."""
+    m = metrics(run("loss-functions", init_logit=0))
+    assert m["mse"]["initial_grad"] == pytest.approx(
+        0.5 * m["cross-entropy"]["initial_grad"], rel=1e-5
+    )
+
+
+def test_cross_entropy_recovers_faster_at_another_setting() -> None:
+    result = run("loss-functions", init_logit=6, lr=0.5, n_train=200, steps=600, seed=7)
+    assert all(claims(result).values()), result.claims
