@@ -20,6 +20,11 @@ pytest_plugins = ["tests.demo_fixtures"]
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
 
+# How long a test waits for something that happens on any working machine (a server to
+# start, a subprocess to finish, a page to settle): enough when every core is busy with
+# other work. Tests wait on the condition itself; only a broken feature waits this long.
+PATIENCE_S = float(os.environ.get("GLOSSARY_TEST_PATIENCE_S", "180"))
+
 
 # Set (by `make test`) to a PostgreSQL admin URL to run the whole suite against PostgreSQL:
 # every test database is then a fresh PostgreSQL database instead of a SQLite file.

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
+from tests.conftest import PATIENCE_S
 
 
 def free_port() -> int:
@@ -34,13 +35,15 @@ def serving(app: FastAPI) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + PATIENCE_S
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=PATIENCE_S)
+        assert not thread.is_alive(), "uvicorn did not shut down"

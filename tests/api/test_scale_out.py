@@ -4,6 +4,7 @@ demo cache shared through PostgreSQL."""
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,8 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.conftest import POSTGRES_ADMIN_URL, ROOT, fresh_database_url, make_settings
+from tests.conftest import PATIENCE_S, POSTGRES_ADMIN_URL, ROOT, fresh_database_url, make_settings
 from tests.live import free_port
+
+# The entry script runs `glossary` and `uvicorn` from PATH: this interpreter's.
+BIN = Path(sys.executable).parent
 
 SMALL = {"preset": "residual-vs-plain", "depth": "4", "width": "8", "steps": "3", "batch_size": "8"}
 
@@ -22,7 +26,7 @@ def test_entrypoint_loads_and_serves_with_two_workers(tmp_path: Path, data_dir: 
     port = free_port()
     env = {
         **os.environ,
-        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+        "PATH": f"{BIN}:{os.environ['PATH']}",
         "GLOSSARY_DATABASE_URL": fresh_database_url(tmp_path),
         "GLOSSARY_DATA_DIR": str(data_dir),
         "GLOSSARY_HOST": "127.0.0.1",
@@ -42,23 +46,28 @@ def test_entrypoint_loads_and_serves_with_two_workers(tmp_path: Path, data_dir: 
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + PATIENCE_S
         health = None
         while time.monotonic() < deadline and process.poll() is None:
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=PATIENCE_S)
                 break
             except httpx.TransportError:
                 time.sleep(0.2)
         assert health is not None and health.status_code == 200, log.read_text()
         assert health.json()["terms"] == 4
         for _ in range(20):  # new connections, spread over both workers
-            page = httpx.get(f"http://127.0.0.1:{port}/terms/resnet", timeout=5)
+            page = httpx.get(f"http://127.0.0.1:{port}/terms/resnet", timeout=PATIENCE_S)
             assert page.status_code == 200
-        assert httpx.get(f"http://127.0.0.1:{port}/api/terms", timeout=5).json()["total"] == 4
+        terms = httpx.get(f"http://127.0.0.1:{port}/api/terms", timeout=PATIENCE_S)
+        assert terms.json()["total"] == 4
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+        try:
+            process.wait(timeout=PATIENCE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
     assert "content:" not in log.read_text()  # loaded once by the script, not by `serve`
     assert "Started parent process" in log.read_text()  # uvicorn's multi-worker supervisor
 
@@ -66,7 +75,7 @@ def test_entrypoint_loads_and_serves_with_two_workers(tmp_path: Path, data_dir: 
 def test_entrypoint_names_an_unreachable_database(tmp_path: Path, data_dir: Path) -> None:
     env = {
         **os.environ,
-        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+        "PATH": f"{BIN}:{os.environ['PATH']}",
         "GLOSSARY_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:9/none",
         "GLOSSARY_DATA_DIR": str(data_dir),
         "GLOSSARY_DB_WAIT_S": "0",
@@ -77,7 +86,7 @@ def test_entrypoint_names_an_unreachable_database(tmp_path: Path, data_dir: Path
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE_S,
     )
     assert done.returncode == 1
     assert "postgresql+psycopg://nobody@127.0.0.1:9/none does not answer" in done.stderr

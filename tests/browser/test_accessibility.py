@@ -4,7 +4,7 @@ including the states scripts create (the demo with its table open, the autocompl
 and the search and the demo are used from start to finish with the keyboard alone."""
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +16,8 @@ AXE_OPTIONS = {
     "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "best-practice"]},
     "resultTypes": ["violations"],
 }
+# The demo's table of per-layer numbers (one row per layer).
+LAYER_TABLE = 'table.data-table[data-table="weight_gradients"]'
 # Every page type, once each.
 PAGES = {
     "home": "/",
@@ -50,24 +52,16 @@ def settle(page: Any, name: str) -> None:
     """Bring the page to its fullest state before the scan."""
     if name == "entry":
         page.locator("#demo").scroll_into_view_if_needed()
-        expect(page.locator("#demo .demo__summary")).not_to_be_empty(timeout=30_000)
+        expect(page.locator("#demo .demo__summary")).not_to_be_empty()
         page.locator("#demo details summary").click()
-        expect(page.locator("#demo table.data-table")).to_be_visible()
+        expect(page.locator(f"#demo {LAYER_TABLE}")).to_be_visible()
     elif name == "api docs":
         expect(page.locator(".opblock").first).to_be_visible()
 
 
 @pytest.fixture(params=["light", "dark"])
-def scheme_page(
-    request: pytest.FixtureRequest, chromium_browser: Any, live_server: str
-) -> Iterator[Any]:
-    context = chromium_browser.new_context(
-        base_url=live_server, color_scheme=request.param, viewport={"width": 1280, "height": 900}
-    )
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
+def scheme_page(request: pytest.FixtureRequest, new_page: Callable[..., Any]) -> Any:
+    return new_page(color_scheme=request.param, viewport={"width": 1280, "height": 900})
 
 
 def test_axe_finds_no_violations_on_any_page_type(scheme_page: Any) -> None:
@@ -108,14 +102,8 @@ def tab_until(page: Any, predicate: Any, limit: int = 200) -> dict[str, Any]:
 
 
 @pytest.fixture
-def keyboard_page(chromium_browser: Any, live_server: str) -> Iterator[Any]:
-    context = chromium_browser.new_context(
-        base_url=live_server, viewport={"width": 1280, "height": 900}
-    )
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
+def keyboard_page(new_page: Callable[..., Any]) -> Any:
+    return new_page(viewport={"width": 1280, "height": 900})
 
 
 def test_search_with_the_keyboard_alone(keyboard_page: Any) -> None:
@@ -152,7 +140,7 @@ def test_demo_with_the_keyboard_alone(keyboard_page: Any) -> None:
     page.goto("/terms/vanishing-gradient")
     # Tab through the page into the demo (it builds itself on the way); stop on depth
     tab_until(page, lambda e: e["id"] == "demo-depth")
-    expect(page.locator("#demo .demo__summary")).not_to_be_empty(timeout=30_000)
+    expect(page.locator("#demo .demo__summary")).not_to_be_empty()
     depth = int(page.locator("#demo-depth").input_value())
     for _ in range(depth - 8):
         page.keyboard.press("ArrowLeft")
@@ -161,8 +149,8 @@ def test_demo_with_the_keyboard_alone(keyboard_page: Any) -> None:
     run = tab_until(page, lambda e: e["tag"] == "button" and e["text"] == "Run", limit=20)
     assert run["visible"]
     page.keyboard.press("Enter")
-    expect(page.locator("#demo .demo__status")).to_have_text(re.compile("^Ran in"), timeout=30_000)
+    expect(page.locator("#demo .demo__status")).to_have_text(re.compile("^Ran in"))
     tab_until(page, lambda e: e["tag"] == "summary", limit=20)
     page.keyboard.press("Enter")
-    expect(page.locator("#demo table.data-table tbody tr")).to_have_count(8 + 1)
-    assert "depth=8" in page.url
+    expect(page.locator(f"#demo {LAYER_TABLE} tbody tr")).to_have_count(8)  # a row per layer
+    expect(page).to_have_url(re.compile(r"[?&]depth=8(&|#|$)"))

@@ -4,7 +4,7 @@ runs (no dialog, no global set by the payload) and is never even blocked by the 
 would mean it reached the DOM as markup)."""
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -17,10 +17,8 @@ PAYLOAD = (
 )
 
 
-def test_hostile_input_never_runs_in_the_browser(chromium_browser: Any, live_server: str) -> None:
-    context = chromium_browser.new_context(base_url=live_server)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
+def test_hostile_input_never_runs_in_the_browser(browser_page: Any) -> None:
+    page = browser_page
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     refused: list[str] = []
@@ -52,10 +50,17 @@ def test_hostile_input_never_runs_in_the_browser(chromium_browser: Any, live_ser
     expect(page.locator("#demo .demo__status")).not_to_be_empty()
     # typed into the header search box: suggestions are built with textContent
     page.goto("/")
-    page.locator("#header-q").press_sequentially(PAYLOAD[:40], delay=5)
-    page.wait_for_timeout(400)  # the debounce and a round trip
+    typed = PAYLOAD[:40]
+    with page.expect_response(
+        lambda r: (
+            urlsplit(r.url).path == "/api/suggest"
+            and parse_qs(urlsplit(r.url).query).get("q") == [typed.strip()]
+        )
+    ) as answer:
+        page.locator("#header-q").press_sequentially(typed, delay=5)
+    if answer.value.json()[1]:  # suggestions came back: wait until they are on the page
+        expect(page.locator("#header-q")).to_have_attribute("aria-expanded", "true")
     page.locator("#header-q").press("Enter")
     page.wait_for_url("**/search?**")
     assert page.evaluate("window.__pwned") is None
     assert dialogs == [] and refused == [], (dialogs, refused)
-    context.close()

@@ -4,41 +4,40 @@ its demo -> charts drawn -> a related term -> back; the A-Z index, its letter st
 category filter, a category page; a 404 and the way out of it; the demo's controls, table and
 permalink. Screenshots of every step go to test-output/ (CI keeps them as artifacts).
 
-Uses the session fixtures of tests/browser/conftest.py: `live_server` (real uvicorn, real
-corpus) and `chromium_browser`."""
+Uses the fixtures of tests/browser/conftest.py: `new_page` (a page in its own context, closed
+at teardown) on `live_server` (real uvicorn, real corpus)."""
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.conftest import PATIENCE_MS
+
 pytestmark = pytest.mark.browser
 
+# The demo's charts that every gradient-flow experiment draws, and its per-layer table.
+CHARTS = ("#demo-chart-weight_gradients", "#demo-chart-loss")
+LAYER_TABLE = 'table.data-table[data-table="weight_gradients"]'
 # (color scheme, viewport): a desktop in light mode, a phone in dark mode
 SCREENS = [("light", {"width": 1280, "height": 900}), ("dark", {"width": 390, "height": 844})]
 IDS = ["light-desktop", "dark-phone"]
 
 
 @pytest.fixture(params=SCREENS, ids=IDS)
-def screen(
-    request: pytest.FixtureRequest, chromium_browser: Any, live_server: str
-) -> Iterator[tuple[str, Any]]:
+def screen(request: pytest.FixtureRequest, new_page: Callable[..., Any]) -> tuple[str, Any]:
     """(name, page) in a fresh context with the screen's size and color scheme."""
     scheme, viewport = request.param
-    context = chromium_browser.new_context(
-        base_url=live_server,
+    page = new_page(
         viewport=viewport,
         color_scheme=scheme,
         is_mobile=viewport["width"] < 500,
         has_touch=viewport["width"] < 500,
     )
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield f"{scheme}-{viewport['width']}", page
-    context.close()
+    return f"{scheme}-{viewport['width']}", page
 
 
 def watch_errors(page: Any) -> list[str]:
@@ -74,7 +73,6 @@ def wait_for_chart(page: Any, canvas: str) -> None:
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n > 500; }""",
         arg=canvas,
-        timeout=30_000,
     )
 
 
@@ -102,15 +100,14 @@ def test_search_entry_demo_related_and_back(screen: tuple[str, Any], output_dir:
 
     # the demo: it loads when scrolled to; change the steps, run, charts and table appear
     page.locator("#demo").scroll_into_view_if_needed()
-    expect(page.locator("#demo .demo__summary")).not_to_be_empty(timeout=30_000)
+    expect(page.locator("#demo .demo__summary")).not_to_be_empty()
     set_range(page, "#demo-steps", "41" if dark else "42")  # not cached: a real run
     page.locator("#demo button[type=submit]").click()
-    expect(page.locator("#demo .demo__status")).to_have_text(
-        re.compile("^Ran in .* on cpu"), timeout=30_000
-    )
-    for canvas in ("#demo-chart-grad", "#demo-chart-loss"):
+    expect(page.locator("#demo .demo__status")).to_have_text(re.compile("^Ran in .* on cpu"))
+    for canvas in CHARTS:
         wait_for_chart(page, canvas)
-    assert "steps=4" in page.url  # the permalink follows the controls
+    steps = "41" if dark else "42"
+    expect(page).to_have_url(re.compile(f"[?&]steps={steps}(&|#|$)"))  # the permalink follows
     shot(page, output_dir, f"journey-{name}-2-demo")
 
     # a related term, then back to the entry
@@ -170,33 +167,29 @@ def test_index_letters_category_and_404(screen: tuple[str, Any], output_dir: Pat
     assert not errors, errors
 
 
-def test_demo_run_charts_table_and_depth(
-    chromium_browser: Any, live_server: str, output_dir: Path
-) -> None:
-    context = chromium_browser.new_context(
-        base_url=live_server, viewport={"width": 1280, "height": 1000}
-    )
-    page = context.new_page()
+def test_demo_run_charts_table_and_depth(new_page: Callable[..., Any], output_dir: Path) -> None:
+    page = new_page(viewport={"width": 1280, "height": 1000})
     errors = watch_errors(page)
     page.goto("/terms/resnet#demo")
-    expect(page.locator("#demo .demo__summary")).not_to_be_empty(timeout=30_000)
+    expect(page.locator("#demo .demo__summary")).not_to_be_empty()
     set_range(page, "#demo-steps", "30")
     page.click("#demo button[type=submit]")
-    expect(page.locator("#demo .demo__status")).to_have_text(re.compile("^Ran in"), timeout=30_000)
-    for canvas in ("#demo-chart-grad", "#demo-chart-loss"):
+    expect(page.locator("#demo .demo__status")).to_have_text(re.compile("^Ran in"))
+    for canvas in CHARTS:
         wait_for_chart(page, canvas)
     page.click("#demo details summary")
-    rows = page.locator("#demo table.data-table tbody tr")
-    assert rows.count() == 32 + 1  # one row per layer at the default depth, plus the final loss
+    rows = page.locator(f"#demo {LAYER_TABLE} tbody tr")
+    depth = int(page.locator("#demo-depth").input_value())
+    expect(rows).to_have_count(depth)  # one row per layer
     set_range(page, "#demo-depth", "12")
-    assert "depth=12" in page.url
+    expect(page).to_have_url(re.compile(r"[?&]depth=12(&|#|$)"))
     page.click("#demo button[type=submit]")
-    expect(page.locator("#demo table.data-table tbody tr")).to_have_count(13, timeout=30_000)
+    expect(rows).to_have_count(12)
     shot(page, output_dir, "demo-depth-12")
     permalink = page.url
-    fresh = context.new_page()
+    fresh = page.context.new_page()
+    fresh.set_default_timeout(PATIENCE_MS)
     fresh.goto(permalink)
-    expect(fresh.locator("#demo .demo__summary")).not_to_be_empty(timeout=30_000)
+    expect(fresh.locator("#demo .demo__summary")).not_to_be_empty()
     assert fresh.locator("#demo-depth").input_value() == "12"
     assert not errors, errors
-    context.close()

@@ -3,6 +3,7 @@ with the keyboard, lands on the entry; the combobox's ARIA states; the form with
 JavaScript."""
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -83,19 +84,17 @@ def test_search_page_box_also_autocompletes(browser_page: Any, live_server: str)
     page.wait_for_url(f"{live_server}/terms/attention")
 
 
-def test_header_form_works_without_javascript(chromium_browser: Any, live_server: str) -> None:
-    context = chromium_browser.new_context(base_url=live_server, java_script_enabled=False)
-    try:
-        page = context.new_page()
-        page.goto("/terms")
-        box = page.locator("#header-q")
-        expect(box).not_to_have_attribute("role", "combobox")
-        box.fill("Skip connection")
-        box.press("Enter")  # go=1: an exact synonym goes straight to its entry
-        page.wait_for_url(f"{live_server}/terms/residual-connection")
-        page.locator("#header-q").fill("residul conection")
-        page.locator("#header-q").press("Enter")
-        page.wait_for_url(re.compile(r"/search\?q=residul"))
-        expect(page.locator(".search-hits li a").first).to_have_text("Residual Connection")
-    finally:
-        context.close()
+def test_header_form_works_without_javascript(
+    new_page: Callable[..., Any], live_server: str
+) -> None:
+    page = new_page(java_script_enabled=False)
+    page.goto("/terms")
+    box = page.locator("#header-q")
+    expect(box).not_to_have_attribute("role", "combobox")
+    box.fill("Skip connection")
+    box.press("Enter")  # go=1: an exact synonym goes straight to its entry
+    page.wait_for_url(f"{live_server}/terms/residual-connection")
+    page.locator("#header-q").fill("residul conection")
+    page.locator("#header-q").press("Enter")
+    page.wait_for_url(re.compile(r"/search\?q=residul"))
+    expect(page.locator(".search-hits li a").first).to_have_text("Residual Connection")
