@@ -18,7 +18,7 @@ from app.demo.engines import generalization_curves as curves
 from app.demo.engines import generalization_double_descent as double_descent
 from app.demo.engines import generalization_loss as loss_functions
 from app.demo.experiment import RunContext, execute
-from app.demo.families.generalization import CurvesParams
+from app.demo.families.generalization import CurvesParams, WeightDecayParams
 from app.demo.result import DemoResult
 
 
@@ -80,7 +80,7 @@ def reference_curves(params: CurvesParams, weight_decay: float) -> tuple[list[fl
 def test_the_stacked_engine_matches_adamw_on_an_nn_module() -> None:
     """Both variants of weight-decay (stacked, K = 2) train exactly as separate networks."""
     experiment = EXPERIMENTS["weight-decay"]
-    _, p = resolve("weight-decay", {"steps": "40", "width": "16", "seed": "3"})
+    p = WeightDecayParams(steps=40, width=16, seed=3)
     t = curves.run_training(experiment, p, RunContext("cpu"), lambda *_: None)
     assert p.steps <= curves.CURVE_POINTS  # evaluated at every step
     for k, wd in ((0, 0.0), (1, p.weight_decay)):
@@ -185,9 +185,9 @@ def test_the_logit_gradients_are_the_textbook_ones() -> None:
 def test_from_a_zero_start_the_squared_error_gradient_is_exactly_half() -> None:
     """At z = 0, p (1 - p) = 1/4: 2 (p - y) p (1 - p) is half of p - y for every point."""
     m = metrics(run("loss-functions", init_logit=0))
-    assert m["mse"]["initial_grad"] == pytest.approx(
-        0.5 * m["cross-entropy"]["initial_grad"], rel=1e-5
-    )
+    mse, ce = m["mse"]["initial_grad"], m["cross-entropy"]["initial_grad"]
+    assert mse is not None and ce is not None
+    assert mse == pytest.approx(0.5 * ce, rel=1e-5)
 
 
 def test_cross_entropy_recovers_faster_at_another_setting() -> None:

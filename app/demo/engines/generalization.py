@@ -184,6 +184,14 @@ def _norm_chart(t: Trained, by: Metrics) -> Chart:
 # ----------------------------------------------------------------------------- summaries
 
 
+def _points(p: CurvesParams) -> str:
+    return f"{p.n_train} training points ({p.label_noise:.0%} of labels flipped)"
+
+
+def _int(x: Number) -> str:
+    return "undefined" if x is None else str(round(x))
+
+
 def _r(a: Number, b: Number) -> Number:
     return None if a is None or b is None or b == 0 else a / b
 
@@ -191,9 +199,9 @@ def _r(a: Number, b: Number) -> Number:
 def _overfitting(p: CurvesParams, m: Metrics) -> str:
     lg, sm = m["large"], m["small"]
     return (
-        f"On {p.n_train} noisy points the large model's training loss fell to "
+        f"On {_points(p)} the large model's training loss fell to "
         f"{fmt(lg['final_train_loss'])} while its validation loss rose from its best, "
-        f"{fmt(lg['best_val_loss'])} at step {fmt(lg['best_step'])}, to "
+        f"{fmt(lg['best_val_loss'])} at step {_int(lg['best_step'])}, to "
         f"{fmt(lg['final_val_loss'])} ({fmt(lg['val_rise'])}x); the small model ended at "
         f"{fmt(sm['final_val_loss'])}."
     )
@@ -210,7 +218,7 @@ def _with_without(
         if also is not None:
             more = f"; {also.replace('_', ' ')} {fmt(a[also])} without and {fmt(b[also])} with"
         return (
-            f"On {p.n_train} noisy points the final validation loss is "
+            f"On {_points(p)} the final validation loss is "
             f"{fmt(a['final_val_loss'])} without {idea} and {fmt(b['final_val_loss'])} with "
             f"it ({fmt(_r(b['final_val_loss'], a['final_val_loss']))}x); the gap between "
             f"validation and training loss is {fmt(a['gap'])} without and {fmt(b['gap'])} "
@@ -223,7 +231,7 @@ def _with_without(
 def _early_stopping(p: CurvesParams, m: Metrics) -> str:
     s, f = m["stopped"], m["final"]
     return (
-        f"Validation loss was lowest at step {fmt(s['best_step'])} of {p.steps}; the model "
+        f"Validation loss was lowest at step {_int(s['best_step'])} of {p.steps}; the model "
         f"kept from that step has test loss {fmt(s['final_test_loss'])}, the one trained to "
         f"the end {fmt(f['final_test_loss'])} "
         f"({fmt(_r(s['final_test_loss'], f['final_test_loss']))}x)."

@@ -301,12 +301,12 @@ def run_training(
     return t
 
 
-def predict(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+def predict(weights: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """One variant's network (w0 (in, out), b0 (1, out), ...) at x (N, 2) -> logits (N,)."""
-    layers = len(params) // 2
+    layers = len(weights) // 2
     h = x
     for i in range(layers):
-        h = h @ params[2 * i] + params[2 * i + 1]  # (N, out)
+        h = h @ weights[2 * i] + weights[2 * i + 1]  # (N, out)
         if i < layers - 1:
             h = torch.relu(h)
     return h[:, 0]
