@@ -7,6 +7,8 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from typer.testing import CliRunner
 from app.cli import app as cli
 from app.db import table_counts
 from app.main import create_app
-from tests.conftest import POSTGRES_ADMIN_URL, ROOT, make_settings
+from tests.conftest import PATIENCE_S, POSTGRES_ADMIN_URL, ROOT, make_settings
 from tests.live import running_server
 
 # SQLite's backup API on SQLite files (PostgreSQL has pg_dump): the SQLite run covers it.
@@ -44,6 +46,13 @@ def integrity(database: Path) -> list[tuple[str]]:
         return conn.execute("PRAGMA integrity_check").fetchall()
 
 
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
 def test_online_backup_under_load(tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(ROOT / "data", data, ignore=shutil.ignore_patterns("*.db*"))
@@ -60,7 +69,7 @@ def test_online_backup_under_load(tmp_path: Path) -> None:
     with running_server(settings) as base:
 
         def hammer(offset: int) -> None:
-            with httpx.Client(base_url=base, timeout=30) as client:
+            with httpx.Client(base_url=base, timeout=PATIENCE_S) as client:
                 i = offset
                 while not stop.is_set():
                     statuses.append(client.get(LOAD_URLS[i % len(LOAD_URLS)]).status_code)
@@ -70,8 +79,7 @@ def test_online_backup_under_load(tmp_path: Path) -> None:
         for worker in workers:
             worker.start()
         try:
-            while len(statuses) < 20:  # the load is flowing before the backup starts
-                threading.Event().wait(0.05)
+            wait_for(lambda: len(statuses) >= 20, "no load before the backup")
             glossary = Path(sys.executable).with_name("glossary")
             before = len(statuses)
             done = subprocess.run(
@@ -79,16 +87,16 @@ def test_online_backup_under_load(tmp_path: Path) -> None:
                 cwd=ROOT,
                 capture_output=True,
                 text=True,
-                timeout=60,
+                timeout=PATIENCE_S,
                 env={"PATH": "/usr/bin:/bin", "GLOSSARY_DATABASE_URL": settings.database_url},
             )
             during = len(statuses)
-            while len(statuses) < during + 20:  # and still flowing after it
-                threading.Event().wait(0.05)
+            wait_for(lambda: len(statuses) >= during + 20, "no load after the backup")
         finally:
             stop.set()
             for worker in workers:
-                worker.join(timeout=30)
+                worker.join(timeout=PATIENCE_S)
+            assert not any(worker.is_alive() for worker in workers)
 
     assert done.returncode == 0, done.stderr
     assert during > before, "no request was served while the backup ran"
