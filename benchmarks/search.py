@@ -42,6 +42,7 @@ from itertools import accumulate
 from pathlib import Path
 
 import httpx
+from rapidfuzz.distance import OSA
 from sqlmodel import Session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,7 +208,8 @@ def typo(word: str, rng: random.Random) -> str:
                 typed = typed[:i] + letter + typed[i + 1 :]
             else:
                 typed = typed[:i] + typed[i + 1] + typed[i] + typed[i + 2 :]
-        distance = search.osa_distance(typed, word, 2)
+        # rapidfuzz's distance, not the engine's: the class is what a person mistypes
+        distance = OSA.distance(typed, word)
         if 0 < distance <= search.typo_budget(typed):
             return typed
 

@@ -7,8 +7,18 @@ and building one per call costs several times what the database spends answering
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, bindparam, desc, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    Select,
+    bindparam,
+    desc,
+    func,
+    select,
+)
 
 from app.search.tables import doc, name, name_prefix, vocab, vocab_delete
 
@@ -83,6 +93,12 @@ NAMES_WITH_DOCUMENTS = (
     .where(name.c.id.in_(_many("ids")))
 )
 
+
+def _rows(conn: Connection, statement: Executable, params: dict[str, Any]) -> Sequence[Any]:
+    """Every row at once: iterating a result fetches its rows one by one."""
+    return conn.execute(statement, params).all()
+
+
 # ---------------------------------------------------------------- vocabulary
 
 
@@ -90,19 +106,19 @@ def indexed(conn: Connection, words: Sequence[str]) -> set[str]:
     """The words the index holds whole."""
     if not words:
         return set()
-    return set(conn.scalars(INDEXED, {"words": list(words)}))
+    return {word for (word,) in _rows(conn, INDEXED, {"words": list(words)})}
 
 
 def words_starting(conn: Connection, prefix: str, limit: int) -> list[str]:
     """Indexed words starting with prefix, in order, at most limit; joined names whose first
     word already starts with it (head >= len(prefix)) are left out."""
     params = {**_prefix(prefix), "length": len(prefix), "limit": limit}
-    return list(conn.scalars(WORDS_STARTING, params))
+    return [word for (word,) in _rows(conn, WORDS_STARTING, params)]
 
 
 def deletion_candidates(conn: Connection, keys: Sequence[str]) -> list[tuple[str, int]]:
     """(word, documents holding it) of vocabulary words sharing a SymSpell deletion key."""
-    rows = conn.execute(DELETION_CANDIDATES, {"keys": list(keys)})
+    rows = _rows(conn, DELETION_CANDIDATES, {"keys": list(keys)})
     return [(word, int(freq)) for word, freq in rows]
 
 
@@ -113,10 +129,11 @@ def documents(conn: Connection, ids: Sequence[int]) -> dict[int, StoredDoc]:
     """The documents with these ids, by id."""
     if not ids:
         return {}
-    rows = conn.execute(DOCUMENTS, {"ids": list(ids)})
     return {
-        row.id: StoredDoc(row.id, row.slug, row.title, json.loads(row.synonyms), *row[4:])
-        for row in rows
+        doc_id: StoredDoc(doc_id, slug, title, json.loads(synonyms), summary, body, category)
+        for doc_id, slug, title, synonyms, summary, body, category in _rows(
+            conn, DOCUMENTS, {"ids": list(ids)}
+        )
     }
 
 
@@ -129,19 +146,17 @@ def exact_names(
     if not folded:
         return []
     compacted = list(dict.fromkeys(n.replace(" ", "") for n in folded))
-    params: dict[str, object] = {"folded": folded, "compacted": compacted}
+    params: dict[str, Any] = {"folded": folded, "compacted": compacted}
     query = EXACT_NAMES
     if category is not None:
         query, params["category"] = EXACT_NAMES_IN_CATEGORY, category
-    return [
-        (doc_id, text, bool(is_title)) for doc_id, text, is_title in conn.execute(query, params)
-    ]
+    return [(doc_id, text, bool(is_title)) for doc_id, text, is_title in _rows(conn, query, params)]
 
 
 def names_by_key(conn: Connection, key: str, is_title: bool, limit: int) -> list[tuple[int, str]]:
     """(doc id, name) of names starting with a 2-4 letter key (folded or compact), shortest
     first, then in name id order."""
-    rows = conn.execute(NAMES_BY_KEY, {"key": key, "is_title": int(is_title), "limit": limit})
+    rows = _rows(conn, NAMES_BY_KEY, {"key": key, "is_title": int(is_title), "limit": limit})
     return [(doc_id, text) for doc_id, text in rows]
 
 
@@ -151,7 +166,7 @@ def names_from(
     """(doc id, name, length of its compact form, name id) of up to limit names whose
     `column` ("folded" or "compact") starts with value, in any order."""
     params = {**_prefix(value), "is_title": int(is_title), "limit": limit}
-    return [(d, text, length, i) for d, text, length, i in conn.execute(NAMES_FROM[column], params)]
+    return [(d, text, length, i) for d, text, length, i in _rows(conn, NAMES_FROM[column], params)]
 
 
 def names_with_documents(
@@ -162,8 +177,8 @@ def names_with_documents(
         return []
     rows = {
         name_id: (folded, slug, title, summary, category)
-        for name_id, folded, slug, title, summary, category in conn.execute(
-            NAMES_WITH_DOCUMENTS, {"ids": list(name_ids)}
+        for name_id, folded, slug, title, summary, category in _rows(
+            conn, NAMES_WITH_DOCUMENTS, {"ids": list(name_ids)}
         )
     }
     return [rows[i] for i in name_ids if i in rows]
