@@ -238,7 +238,7 @@ def train_group(
     g = generator(params.seed, NOISE)
     x, xv = train.x.expand(k, -1, -1), val.x.expand(k, -1, -1)  # (K, N, 2)
     at = set(eval_steps(params.steps))
-    every = max(1, params.steps // PROGRESS_EVENTS)
+    every = max(1, total // PROGRESS_EVENTS)  # events over the whole run, all groups
     rows: list[tuple[int, torch.Tensor]] = []  # (step, (3, K)): train, val loss, weight norm
     best_val = torch.full((k,), math.inf)
     best = net.flat.clone()
@@ -251,7 +251,7 @@ def train_group(
                 best_val = torch.where(better, row[1], best_val)
                 best = torch.where(better[net.owner], net.flat, best)
             rows.append((step, row))
-        if step % every == 0 or step == params.steps:
+        if (done + step) % every == 0 or step == params.steps:
             _record(slots, rows)
             rows = []
             report(done + step, total, t)

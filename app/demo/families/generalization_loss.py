@@ -26,7 +26,7 @@ class LossFunctionParams(ExperimentParams):
 
     def estimate_seconds(self) -> float:
         """A fixed cost per step (a dozen tiny ops and autograd); calibrated with margin."""
-        return 0.1 + self.steps * (3e-4 + 2e-8 * self.n_train)
+        return 0.1 + self.steps * (5e-4 + 2e-8 * self.n_train)
 
 
 LOSS_FUNCTIONS = Experiment(
