@@ -27,7 +27,7 @@ from app.demo.experiment import execute
 from app.demo.families.optimization import EXPERIMENTS as FAMILY_EXPERIMENTS
 from app.demo.families.optimization_params import SweepParams
 from app.demo.nets import BatchedTransformer, TransformerConfig
-from app.demo.result import Chart, DemoResult
+from app.demo.result import Chart, DemoResult, Progress
 
 F64 = torch.float64
 
@@ -330,3 +330,14 @@ def test_stacked_adam_is_torch_adam_and_each_variant_keeps_its_own_rate() -> Non
     assert torch.equal(ours.attn_w[:, 0], before["attn_w"][:, 0])  # (L, K, ...): variant 0
     assert torch.equal(ours.tok_w[0], before["tok_w"][0])  # (K, ...): variant 0
     assert not torch.equal(ours.attn_w[:, 1], before["attn_w"][:, 1])
+
+
+@pytest.mark.parametrize("name", [e.name for e in FAMILY_EXPERIMENTS])
+def test_runs_report_progress_a_few_times_with_drawable_charts(name: str) -> None:
+    experiment, p = resolve(name, {})
+    events: list[Progress] = []
+    execute(experiment, p, on_progress=events.append)
+    assert 3 <= len(events) <= 12, len(events)
+    for event in events:
+        assert 0 < event.step < event.total_steps
+        assert event.charts and all(c.series for c in event.charts)

@@ -132,7 +132,7 @@ def run(experiment: Experiment, p: OptimizersParams, ctx: RunContext) -> EngineO
             w = paths[n][-1]
             grad = prob.grad(w, idx[t - 1] if n == "sgd" else None)
             paths[n].append(ups[n](w, grad, t))
-        if ctx.wants_progress and (t % every == 0 or t == steps):
+        if ctx.wants_progress and t % every == 0 and t < steps:
             ctx.progress(t, steps, _charts(experiment, prob, _stacked(paths)))
     stacked = _stacked(paths)
     results = [

@@ -151,7 +151,8 @@ def _charts(
         curve(v.label, [num(e) for e in ex[k]], v.name) for k, v in enumerate(experiment.variants)
     ]
     finals = [f"{fmt(ex[k][-1])} ({v.label})" for k, v in enumerate(experiment.variants)]
-    peak = max(max(r) for r in rates) if rates else 0.0
+    peak = max(max(r) for r in rates)
+    last = {v.name: rates[-1][k] for k, v in enumerate(experiment.variants)}
     return [
         Chart(
             id="lr",
@@ -161,7 +162,7 @@ def _charts(
             y_label="learning rate",
             series=lr_series,
             finding=f"Every schedule starts at the peak rate {fmt(peak)}; the decaying ones "
-            f"end at {fmt(rates[-1][1])} (step) and {fmt(rates[-1][2])} (cosine).",
+            f"end at {fmt(last['step'])} (step) and {fmt(last['cosine'])} (cosine).",
         ),
         loss_chart(
             "loss",
