@@ -219,8 +219,21 @@ def check_term(page: BeautifulSoup, view: Json, seen: Seen) -> None:
     if not view["backlinks"]:
         none(page, ".backlinks")
     seen["backlinks"] += len(backlinks)
-    # the demo panel runs this entry's preset
-    assert attr(one(page, "#demo"), "data-preset") == view["demo_preset"]
+    # the demo panel runs this entry's experiment, and says (even without JavaScript) what
+    # it is and which published effects each run checks
+    demo = one(page, "#demo")
+    assert attr(demo, "data-preset") == view["demo_preset"]
+    experiment = view.get("experiment")
+    if experiment is not None:
+        assert experiment["name"] == view["demo_preset"]
+        assert text(one(demo, "#demo-heading")) == f"Live experiment: {experiment['title']}"
+        intro = f"{experiment['description']} ({experiment['citation']})"
+        assert text(one(demo, ".demo__intro")) == intro
+        claims = [(attr(li, "data-claim"), text(li)) for li in demo.select(".claims .claim")]
+        assert claims == [(c["id"], c["statement"]) for c in experiment["claims"]]
+        assert claims, "an experiment that checks nothing"
+        assert href(one(demo, ".demo__noscript a")) == experiment["api_url"]
+        seen["experiments"] += 1
     # machine-readable copies of the same entry
     script = one(page, 'script[type="application/ld+json"]')
     assert json.loads(script.string or "") == view["json_ld"]
@@ -433,6 +446,7 @@ def test_every_page_shows_what_its_json_twin_says(client: TestClient) -> None:
         "organization notes",
         "formulas",
         "illustrations",
+        "experiments",
         "category terms",
         "organization terms",
         "index cards",

@@ -30,15 +30,12 @@ def test_term_page_has_every_section(client: TestClient) -> None:
     page = soup(client, "/terms/residual-connection")
     assert page.h1.get_text(strip=True) == "Residual Connection"
     headings = [h.get_text(strip=True) for h in page.select("article h2")]
-    for wanted in (
-        "Definition",
-        "Background",
-        "How the word is used",
-        "Live experiment",
-        "Who works on it",
-        "Read more",
-    ):
+    for wanted in ("Definition", "Background", "How the word is used", "Who works on it"):
         assert wanted in headings
+    assert headings[-1] == "Read more"
+    demo = client.get("/api/demo/presets").json()
+    title = next(e["title"] for e in demo if e["name"] == "residual-vs-plain")
+    assert f"Live experiment: {title}" in headings
     chips = [c.get_text(strip=True) for c in page.select(".term__synonyms .chip")]
     assert "Skip connection" in chips
     related = page.select(".related-list li")

@@ -1,6 +1,7 @@
 """Content validation and loading: every error kind, all reported at once, and a failed
 load leaves the database exactly as it was."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 from app.cli import app as cli
 from app.content import ContentError, read_corpus
 from app.db import connection_pragmas, make_engine, verify_pragmas
-from tests.conftest import fresh_database_url
+from tests.conftest import ROOT, fresh_database_url
 from tests.factories import default_terms, term, to_toml, words, write_corpus
 
 runner = CliRunner()
@@ -87,7 +88,7 @@ def test_valid_corpus_reads(data_dir: Path) -> None:
         ),
         ("resnet", {"definition": words(20)}, "definition: has 20 words; allowed 60-150"),
         ("resnet", {"related": ["residual-connection"]}, "related: has 1 terms; allowed 3-8"),
-        ("resnet", {"demo": "made-up"}, "terms/resnet.toml: demo: unknown preset 'made-up'"),
+        ("resnet", {"demo": "made-up"}, "terms/resnet.toml: demo: unknown experiment 'made-up'"),
         (
             "resnet",
             {"read_more": [{"title": "Plain", "url": "http://example.com/x"}]},
@@ -268,10 +269,17 @@ def test_reload_replaces_content(tmp_path: Path, data_dir: Path) -> None:
     assert "Residual Network" in titles and "ResNet" not in titles and len(titles) == 4
 
 
-def test_check_writes_nothing(tmp_path: Path, data_dir: Path) -> None:
-    result = runner.invoke(cli, ["check", "--data-dir", str(data_dir)])
-    assert result.exit_code == 0 and result.output.startswith("ok: 4 terms")
-    assert not list(tmp_path.glob("*.db"))
+def test_check_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the real corpus (the experiments name its terms, so it passes) from a folder where
+    the default database would be written: nothing appears, nothing changes."""
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data", data, ignore=shutil.ignore_patterns("*.db*"))
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["check", "--data-dir", "data"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"ok: {len(list((data / 'terms').glob('*.toml')))} terms")
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
 
 
 @pytest.mark.sqlite_only
