@@ -1,5 +1,5 @@
-"""What the search algorithm and the stores share: tuning constants, data shapes, and the
-query term (a word and what may stand for it at the current typo level)."""
+"""What every search module shares: tuning constants, data shapes, and the query term (a
+word and what may stand for it at the current typo level)."""
 
 from dataclasses import dataclass, field
 
@@ -170,7 +170,7 @@ def _options(
 
 @dataclass
 class IndexRows:
-    """Everything the index holds, computed once from the documents; a store writes it.
+    """Everything the index holds, computed once from the documents (build.index_rows).
     Ids start at 1 and follow the list order (a document's id is its position + 1)."""
 
     # (id, slug, title, synonyms as JSON, summary, body, category)

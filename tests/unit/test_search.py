@@ -640,7 +640,7 @@ def test_a_reload_replaces_every_row(small_index: Callable[..., Engine]) -> None
 
 
 def test_postgres_vectors_and_queries() -> None:
-    """The literals the PostgreSQL store writes: positions run on across the columns with
+    """The literals the PostgreSQL full text writes: positions run on across the columns with
     each column's weight class, capped where PostgreSQL caps them; queries quote lexemes."""
     vector = postgres.tsvector([("layer norm", "A"), ("norm", "B"), ("", "C"), ("x y", "D")])
     assert vector == "'layer':1A 'norm':2A,3B 'x':4D 'y':5D"
