@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from app.demo.engines.common import curve, fmt, loss_chart, num
+from app.demo.engines.common import and_list, curve, fmt, loss_chart, num
 from app.demo.engines.optimization_mlp import StackedMLP, make_regression
 from app.demo.experiment import EngineOutput, Experiment, RunContext
 from app.demo.families.optimization_params import SweepParams
@@ -92,7 +92,7 @@ def _sweep_chart(lrs: torch.Tensor, tr: list[float], va: list[float]) -> Chart:
     xs = lrs.tolist()
     diverged = [fmt(x) for x, t in zip(xs, tr, strict=True) if t == math.inf]
     best = min(range(len(xs)), key=lambda k: (va[k], k))
-    tail = f"; lr {', '.join(diverged)} diverged" if diverged else "; none diverged"
+    tail = f"; lr {and_list(diverged)} diverged" if diverged else "; none diverged"
     return Chart(
         id="sweep",
         kind="line",
