@@ -145,7 +145,7 @@ class WarmupParams(ExperimentParams):
     )
     depth: int = Field(3, ge=1, le=8, description="Transformer blocks (attention and MLP).")
     batch_size: int = Field(16, ge=1, le=128, description="Sequences per Adam step.")
-    steps: int = _steps(150, 1000)
+    steps: int = _steps(120, 1000)  # 150 held too, at about 1.2 s
 
     def estimate_seconds(self) -> float:
         """Three variants of width 16 on 8 tokens: about 1.8 ms a block and step (0.8 s at the
