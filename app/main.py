@@ -12,6 +12,7 @@ from app.config import Settings, get_settings
 from app.content import ensure_loaded
 from app.errors import install_error_handlers
 from app.middleware.caching import CachingMiddleware
+from app.middleware.head import HeadMiddleware
 from app.middleware.security import SecurityMiddleware
 from app.routes import demo, docs, glossary, health, search
 from app.templating import STATIC_DIR, make_templates
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         enabled=settings.response_cache,
         max_age=settings.cache_max_age,
     )
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(
         SecurityMiddleware,
         max_body_bytes=settings.max_body_bytes,
