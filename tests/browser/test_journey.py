@@ -170,7 +170,9 @@ def test_index_letters_category_and_404(screen: tuple[str, Any], output_dir: Pat
 def test_demo_run_charts_table_and_depth(new_page: Callable[..., Any], output_dir: Path) -> None:
     page = new_page(viewport={"width": 1280, "height": 1000})
     errors = watch_errors(page)
-    page.goto("/terms/resnet#demo")
+    # an entry whose experiment has depth and steps controls and a per-layer table
+    page.goto("/terms/residual-connection#demo")
+    expect(page.locator("#demo")).to_have_attribute("data-preset", "residual-vs-plain")
     expect(page.locator("#demo .demo__summary")).not_to_be_empty()
     set_range(page, "#demo-steps", "30")
     page.click("#demo button[type=submit]")
