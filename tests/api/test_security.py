@@ -74,6 +74,7 @@ EXPECTED_STATUS = {
     "docs": 200,
     "openapi": 200,
     "healthz": 200,
+    "head": 200,
     "304": 304,
     "301 page": 301,
     "301 api": 301,
@@ -111,6 +112,7 @@ def every_kind_of_response(client: TestClient) -> dict[str, httpx.Response]:
         "docs": client.get("/docs"),
         "openapi": client.get("/openapi.json"),
         "healthz": client.get("/healthz"),
+        "head": client.head("/terms/resnet"),
         "304": client.get("/api/terms/resnet", headers={"if-none-match": etag}),
         "301 page": client.get("/terms/skip-connection"),
         "301 api": client.get("/api/terms/skip-connection"),
@@ -152,6 +154,7 @@ def test_headers_on_every_kind_of_response(client: TestClient) -> None:
     assert responses["301 page"].headers["location"] == "/terms/residual-connection"
     assert responses["301 api"].headers["location"] == "/api/terms/residual-connection"
     assert responses["304"].content == b""
+    assert responses["head"].content == b""
 
 
 def test_head_answers_like_get_without_a_body(client: TestClient) -> None:
