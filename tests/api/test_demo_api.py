@@ -311,3 +311,35 @@ def test_pages_never_wait_for_torch(tmp_path: Path, data_dir: Path) -> None:
         [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_a_term_without_an_experiment_of_its_own_opens_on_residual_vs_plain(
+    demo_client: TestClient,
+) -> None:
+    """Every page keeps the live residual-vs-plain demo the glossary was built around."""
+    from tests.factories import default_terms
+
+    without = [slug for slug, entry in default_terms().items() if "demo" not in entry]
+    assert without, "every factory term names an experiment"
+    for slug in without:
+        term = demo_client.get(f"/api/terms/{slug}").json()
+        assert term["experiment"]["name"] == "residual-vs-plain", slug
+        assert term["experiment"]["claims"], slug
+        assert 'data-preset="residual-vs-plain"' in demo_client.get(f"/terms/{slug}").text
+
+
+def test_a_term_page_opens_on_its_own_experiment(tmp_path: Path) -> None:
+    """On the real content: the page names its experiment, with the claims the run checks."""
+    from app.demo.catalog import EXPERIMENTS
+
+    data = Path(__file__).resolve().parents[2] / "data"
+    app = create_app(make_settings(tmp_path, data, demo_warmup=False))
+    with TestClient(app) as client:
+        term = client.get("/api/terms/dropout").json()
+        page = client.get("/terms/dropout").text
+    experiment = EXPERIMENTS["dropout"]
+    assert term["experiment"]["name"] == "dropout"
+    assert [c["id"] for c in term["experiment"]["claims"]] == [c.id for c in experiment.claims]
+    assert 'data-preset="dropout"' in page
+    for claim in experiment.claims:  # stated on the page before any run (no JavaScript needed)
+        assert f'data-claim="{claim.id}"' in page, claim.id

@@ -264,29 +264,6 @@ def uncached(real_db: Path) -> Iterator[TestClient]:
         yield client
 
 
-@pytest.mark.parametrize(
-    "query",
-    [
-        "atention",
-        "resid",
-        "skip+connection",
-        "gradient&limit=3",
-        "gradient&offset=5&limit=5",
-        "gradient&category=prompting",
-        "%3Cmark%3E",
-        "attentionxyzq",
-    ],
-)
-def test_search_page_equals_its_json_twin(uncached: TestClient, query: str) -> None:
-    page = uncached.get(f"/search?q={query}")
-    assert page.status_code == 200
-    link = BeautifulSoup(page.text, "html.parser").select_one(
-        'link[rel="alternate"][type="application/json"]'
-    )
-    twin = uncached.get(link["href"])
-    assert page.context["view"].model_dump(mode="json") == twin.json()  # type: ignore[attr-defined]
-
-
 def test_markup_in_content_stays_text(tmp_path: Path) -> None:
     terms = default_terms()
     entry = terms["residual-connection"]

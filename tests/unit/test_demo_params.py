@@ -36,7 +36,6 @@ GRADIENT_FLOW = [
 def test_the_gradient_flow_family_and_its_contract_variant_names() -> None:
     assert [e.name for e in gradient_flow.EXPERIMENTS] == GRADIENT_FLOW
     assert set(GRADIENT_FLOW) <= set(EXPERIMENTS)
-    assert DEFAULT_EXPERIMENT == "residual-vs-plain"
     names = {n: [v.name for v in EXPERIMENTS[n].variants] for n in GRADIENT_FLOW}
     assert names["residual-vs-plain"] == ["plain", "residual"]
     assert names["layernorm-placement"] == ["post-ln", "pre-ln", "no-residual"]
