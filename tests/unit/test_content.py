@@ -91,6 +91,11 @@ def test_valid_corpus_reads(data_dir: Path) -> None:
         ("resnet", {"demo": "made-up"}, "terms/resnet.toml: demo: unknown experiment 'made-up'"),
         (
             "resnet",
+            {"demo": "dropout"},
+            "terms/resnet.toml: demo: experiment 'dropout' does not list 'resnet' in its terms",
+        ),
+        (
+            "resnet",
             {"read_more": [{"title": "Plain", "url": "http://example.com/x"}]},
             "read_more.0.url: Value error, must be an https:// URL",
         ),
@@ -297,3 +302,14 @@ def test_pragmas_take_effect(tmp_path: Path) -> None:
 def test_real_corpus_passes_check() -> None:
     result = runner.invoke(cli, ["check", "--data-dir", "data"])
     assert result.exit_code == 0, result.output
+
+
+def test_check_rejects_an_experiment_naming_a_term_the_glossary_lacks(data_dir: Path) -> None:
+    """The small corpus lacks most terms the experiments illustrate: `glossary check` names
+    each experiment and term (the real content has them all, see test_corpus)."""
+    check = runner.invoke(cli, ["check", "--data-dir", str(data_dir)])
+    assert check.exit_code == 1, check.output
+    assert (
+        "app/demo/families/generalization.py: dropout.terms: unknown term 'dropout'" in check.output
+    )
+    assert "problem(s) found in the experiments" in check.output

@@ -44,3 +44,27 @@ def test_every_organization_is_used_with_specific_notes() -> None:
     assert set(used) == set(corpus.organizations), set(corpus.organizations) - set(used)
     notes = [org.note for t in corpus.terms.values() for org in t.organizations]
     assert len(notes) == len(set(notes)), "an organization note is copied between entries"
+
+
+def test_most_architecture_and_training_terms_open_on_their_own_experiment() -> None:
+    """Issue 11: at least 30 of these entries name an experiment whose terms include them
+    (not residual-vs-plain, except the entry it is about), and every term an experiment
+    names exists."""
+    from app.demo.catalog import DEFAULT_EXPERIMENT, EXPERIMENTS, unknown_terms
+
+    corpus = read_corpus(DATA)
+    assert unknown_terms(set(corpus.terms)) == []
+    core = {
+        slug: term
+        for slug, term in corpus.terms.items()
+        if term.category in ("model-architecture", "training-optimization")
+    }
+    assert len(core) >= 40
+    own = [
+        slug
+        for slug, term in core.items()
+        if term.demo is not None
+        and slug in EXPERIMENTS[term.demo].terms
+        and (term.demo != DEFAULT_EXPERIMENT or slug == "residual-connection")
+    ]
+    assert len(own) >= 30, sorted(set(core) - set(own))
