@@ -195,3 +195,47 @@ def test_demo_run_charts_table_and_depth(new_page: Callable[..., Any], output_di
     expect(fresh.locator("#demo .demo__summary")).not_to_be_empty()
     assert fresh.locator("#demo-depth").input_value() == "12"
     assert not errors, errors
+
+
+def test_claims_are_marked_from_the_run_and_the_picker_switches_experiments(
+    new_page: Callable[..., Any], output_dir: Path
+) -> None:
+    """The panel opens on the page's own experiment, marks each claim as the run's JSON says,
+    switches to another experiment (kept in the permalink) and back to residual-vs-plain."""
+    page = new_page(viewport={"width": 1280, "height": 1000})
+    errors = watch_errors(page)
+    page.goto("/terms/dropout")
+    page.locator("#demo").scroll_into_view_if_needed()
+    expect(page.locator("#demo-experiment")).to_have_value("dropout")
+    marks = page.locator("#demo .claims .claim[data-holds]")
+    expect(marks.first).to_be_visible()
+    result = page.request.get("/api/demo?preset=dropout").json()
+    assert result["claims"], result
+    expect(marks).to_have_count(len(result["claims"]))
+    for claim in result["claims"]:
+        mark = page.locator(f'#demo .claim[data-claim="{claim["id"]}"]')
+        expect(mark).to_have_attribute("data-holds", str(claim["holds"]).lower())
+        label = "Reproduced" if claim["holds"] else "Not reproduced"
+        expect(mark.locator(".claim__mark")).to_contain_text(label)
+    for chart in result["charts"]:
+        wait_for_chart(page, f"#demo-chart-{chart['id']}")
+    shot(page, output_dir, "demo-dropout-claims")
+
+    page.select_option("#demo-experiment", "learning-rate-sweep")
+    expect(page.locator("#demo-heading")).to_contain_text("learning-rate sweep")
+    expect(page).to_have_url(re.compile(r"[?&]demo=learning-rate-sweep(&|#|$)"))
+    expect(page.locator("#demo .claim[data-holds]").first).to_be_visible()
+    wait_for_chart(page, "#demo-chart-sweep")
+    permalink = page.url
+    fresh = page.context.new_page()
+    fresh.set_default_timeout(PATIENCE_MS)
+    fresh.goto(permalink)
+    fresh.locator("#demo").scroll_into_view_if_needed()
+    expect(fresh.locator("#demo-experiment")).to_have_value("learning-rate-sweep")
+
+    page.select_option("#demo-experiment", "residual-vs-plain")
+    expect(page.locator("#demo-heading")).to_contain_text("Residual connections")
+    expect(page.locator('#demo .claim[data-claim="plain-gradient-vanishes"]')).to_have_attribute(
+        "data-holds", "true"
+    )
+    assert not errors, errors
