@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.demo.engines.common import and_list, curve, fmt, loss_chart, num, nums
+from app.demo.engines.common import and_list, fmt, num, nums, train_val_chart
 from app.demo.engines.signal_propagation_common import generator
 from app.demo.experiment import EngineOutput, Experiment, RunContext
 from app.demo.families.architectures import MOTIF, ConvParams
@@ -165,21 +165,9 @@ def run(experiment: Experiment, params: ConvParams, ctx: RunContext) -> EngineOu
 def curves_chart(
     experiment: Experiment, train: list[list[Number]], val: list[list[tuple[float, Number]]]
 ) -> Chart:
-    series: list[Series] = []
-    for k, v in enumerate(experiment.variants[: len(train)]):
-        series.append(curve(f"{v.label} (train batch)", train[k], v.name))
-        series.append(
-            Series(label=f"{v.label} (held out)", variant=v.name, points=val[k], style="dashed")
-        )
-    finals = [
-        f"{fmt(val[k][-1][1])} ({v.label})" for k, v in enumerate(experiment.variants[: len(val)])
-    ]
-    return loss_chart(
-        "loss",
-        "Cross-entropy by step",
-        series,
-        finding="Final held-out loss (motif anywhere): " + and_list(finals) + ".",
-        y_log=True,
+    variants = [(v.name, v.label) for v in experiment.variants]
+    return train_val_chart(
+        variants, train, val, title="Cross-entropy by step", held_out_name="held-out"
     )
 
 

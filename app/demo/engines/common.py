@@ -79,3 +79,35 @@ def fmt(x: float | None) -> str:
 def and_list(parts: Sequence[str]) -> str:
     """'a', 'a and b', 'a, b and c'."""
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def train_val_chart(
+    variants: Sequence[tuple[str, str]],
+    train: list[list[Number]],
+    held_out: list[list[tuple[float, Number]]],
+    *,
+    title: str,
+    held_out_name: str,
+) -> Chart:
+    """Each variant's training loss by step (solid) and held-out loss (dashed), log scale.
+
+    variants: (name, label) pairs in the order of `train` and `held_out`."""
+    series: list[Series] = []
+    for k, (name, label) in enumerate(variants[: len(train)]):
+        series.append(curve(f"{label} (train batch)", train[k], name))
+        series.append(
+            Series(
+                label=f"{label} ({held_out_name})", variant=name, points=held_out[k], style="dashed"
+            )
+        )
+    finals = [
+        f"{fmt(held_out[k][-1][1])} ({label})"
+        for k, (_, label) in enumerate(variants[: len(held_out)])
+    ]
+    return loss_chart(
+        "loss",
+        title,
+        series,
+        finding=f"Final {held_out_name} loss: " + and_list(finals) + ".",
+        y_log=True,
+    )

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from app.demo.engines.common import and_list, curve, fmt, loss_chart, num, nums
+from app.demo.engines.common import and_list, fmt, num, nums, train_val_chart
 from app.demo.engines.signal_propagation_common import generator, positive
 from app.demo.experiment import EngineOutput, Experiment, RunContext
 from app.demo.families.signal_propagation import NormParams
@@ -144,21 +144,13 @@ def run(experiment: Experiment, params: NormParams, ctx: RunContext) -> EngineOu
 def curves_chart(
     experiment: Experiment, train: list[list[Number]], val: list[list[tuple[float, Number]]]
 ) -> Chart:
-    series: list[Series] = []
-    for k, v in enumerate(experiment.variants[: len(train)]):
-        series.append(curve(f"{v.label} (train batch)", train[k], v.name))
-        series.append(
-            Series(label=f"{v.label} (validation)", variant=v.name, points=val[k], style="dashed")
-        )
-    finals = [
-        f"{fmt(val[k][-1][1])} ({v.label})" for k, v in enumerate(experiment.variants[: len(val)])
-    ]
-    return loss_chart(
-        "loss",
-        "Loss by step (targets have unit variance)",
-        series,
-        finding="Final validation loss: " + and_list(finals) + ".",
-        y_log=True,
+    variants = [(v.name, v.label) for v in experiment.variants]
+    return train_val_chart(
+        variants,
+        train,
+        val,
+        title="Loss by step (targets have unit variance)",
+        held_out_name="validation",
     )
 
 
