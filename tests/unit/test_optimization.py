@@ -26,8 +26,8 @@ from app.demo.errors import DemoInputError
 from app.demo.experiment import execute
 from app.demo.families.optimization import EXPERIMENTS as FAMILY_EXPERIMENTS
 from app.demo.families.optimization_params import SweepParams
-from app.demo.nets import BatchedTransformer, TransformerConfig
 from app.demo.result import Chart, DemoResult, Progress
+from app.demo.transformer import BatchedTransformer, TransformerConfig
 
 F64 = torch.float64
 

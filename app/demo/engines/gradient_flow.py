@@ -1,7 +1,7 @@
 """Gradient-flow engine: train K variants together and record every layer's gradients.
 
-All variants train in the same batched ops (app/demo/nets.py) on the same batches, from the
-same seed. At initialization (step 0) and at a few recorded steps it measures, per variant
+All variants train in the same batched ops (nets.py, transformer.py) on the same batches,
+from the same seed. At initialization (step 0) and at a few recorded steps it measures, per variant
 and hidden layer (block), the Frobenius norm of the weight gradient and of the gradient with
 respect to the layer's input; the loss is kept at every step. Step s measures the network
 after s updates, on batch s.
@@ -18,9 +18,10 @@ from app.demo.engines.common import and_list, curve, fmt, loss_chart, num
 from app.demo.experiment import EngineOutput, Experiment, RunContext
 from app.demo.families.gradient_flow import GradientVariant
 from app.demo.families.gradient_flow_params import GradientFlowParams
-from app.demo.nets import BatchedMLP, BatchedTransformer, MLPConfig, MLPVariant, TransformerConfig
+from app.demo.nets import BatchedMLP, MLPConfig, MLPVariant
 from app.demo.result import Chart, LayerNorms, Number, RecordedStep, Series, VariantResult
 from app.demo.tasks import TaskData, batch_indices, make_task, task_loss
+from app.demo.transformer import BatchedTransformer, TransformerConfig
 
 RECORDED = 5  # recorded steps after initialization (fewer when steps < 5)
 

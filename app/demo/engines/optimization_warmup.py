@@ -1,7 +1,7 @@
 """Warm-up engine: Post-LN transformer blocks at a large Adam learning rate, with and without
 a linear warm-up, and Pre-LN blocks without one.
 
-The model is app/demo/nets.py's BatchedTransformer (one token per input position, its own
+The model is app/demo/transformer.py's BatchedTransformer (one token per input position, its own
 embedding per position), K = 3 variants from the same initialization on the same batches.
 Task: token t predicts the running sum x_1 + ... + x_t over sqrt(t) (variance 1, so
 predicting 0 scores a loss of 1); it needs attention across positions. Adam is written out
@@ -18,8 +18,8 @@ import torch
 from app.demo.engines.common import curve, fmt, loss_chart, num
 from app.demo.experiment import EngineOutput, Experiment, RunContext
 from app.demo.families.optimization_params import WarmupParams
-from app.demo.nets import BatchedTransformer, TransformerConfig
 from app.demo.result import Chart, Number, VariantResult
+from app.demo.transformer import BatchedTransformer, TransformerConfig
 
 TOKENS = 8  # sequence length T
 WIDTH = 16  # model dimension
