@@ -150,7 +150,12 @@ def execute(
     t0 = time.perf_counter()
     if device == "cpu":
         common.configure_cpu(threads)
-    out = load_engine(experiment)(experiment, params, RunContext(device, on_progress, should_stop))
+    try:
+        ctx = RunContext(device, on_progress, should_stop)
+        out = load_engine(experiment)(experiment, params, ctx)
+    finally:
+        if device == "cpu":
+            common.release_cpu()
     metrics: dict[str, Mapping[str, Number]] = {v.name: v.metrics for v in out.variants}
     metrics[RUN] = out.run_metrics
     return DemoResult(

@@ -36,12 +36,14 @@ class Run:
         if self._future is not None:
             self._future.add_done_callback(_retrieve)
 
+    # Results are shared with the cache (copying 60 KB of charts for every cached answer cost
+    # more than the answer): readers serialize them and never edit them.
     async def events(
         self, is_disconnected: Callable[[], Awaitable[bool]] | None = None
     ) -> AsyncIterator[Progress | DemoResult]:
         """Progress items in order, then the DemoResult; stops the run if abandoned."""
         if self._result is not None:
-            yield self._result.model_copy(update={"cached": True}, deep=True)  # callers may edit it
+            yield self._result.model_copy(update={"cached": True})
             return
         assert self._future is not None and self._events is not None
         fut = asyncio.wrap_future(self._future)
@@ -55,7 +57,7 @@ class Run:
                     yield events.get_nowait()
                 if fut.done():
                     finished = True
-                    yield fut.result().model_copy(update={"cached": False}, deep=True)
+                    yield fut.result().model_copy(update={"cached": False})
                     return
                 getter: asyncio.Future[Progress] = asyncio.ensure_future(events.get())
                 waiting: set[asyncio.Future[Any]] = {fut, getter}

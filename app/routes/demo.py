@@ -146,13 +146,17 @@ def list_presets() -> list[dict[str, Any]]:
 
 
 @router.get("", response_model=DemoResult)
-async def run_demo(request: Request, response: Response, run: RunDep) -> DemoResult | Response:
+async def run_demo(request: Request, run: RunDep) -> Response:
     """Run one experiment (or answer it from the cache) and return every number."""
-    response.headers["cache-control"] = "public, max-age=3600"
     try:
         async for item in run.events(request.is_disconnected):
             if isinstance(item, DemoResult):
-                return item
+                # already a validated DemoResult: serialize it once, without a second check
+                return Response(
+                    item.model_dump_json(),
+                    media_type="application/json",
+                    headers={"cache-control": "public, max-age=3600"},
+                )
     except RunCancelled:  # the client went away: nobody reads this answer
         return Response(status_code=499)
     raise RuntimeError("a run ended without a result")  # pragma: no cover

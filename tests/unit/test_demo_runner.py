@@ -59,20 +59,22 @@ def test_second_identical_run_is_served_from_the_cache(
     assert status["torch_ready"] is True and status["device"] == "cpu"
 
 
-def test_callers_get_copies_of_cached_results(
+def test_a_cached_answer_says_so_and_leaves_the_cache_entry_as_computed(
     make_runner: MakeRunner, controlled_engine: ControlledEngine
 ) -> None:
     runner = make_runner()
     controlled_engine.release()
 
-    async def scenario() -> DemoResult:
-        await runner.result(*small())
-        mine = await runner.result(*small())
-        assert mine.cached is True and mine.variants
-        mine.variants.clear()
-        return await runner.result(*small())
+    async def scenario() -> tuple[DemoResult, DemoResult, DemoResult]:
+        first = await runner.result(*small())
+        second = await runner.result(*small())
+        third = await runner.result(*small())
+        return first, second, third
 
-    assert asyncio.run(scenario()).variants, "a caller's edit changed the cached result"
+    first, second, third = asyncio.run(scenario())
+    assert first.cached is False and second.cached is True and third.cached is True
+    assert second.variants == first.variants and second is not first
+    assert len(controlled_engine.runs) == 1, "the cache answered the second and third"
 
 
 def test_cache_is_a_bounded_lru(

@@ -28,6 +28,12 @@ def configure_cpu(threads: int | None = None) -> None:
     torch.set_flush_denormal(True)
 
 
+def release_cpu() -> None:
+    """Undo configure_cpu's per-thread denormal flush, so that the thread's other work (a
+    test process's own floats, say) sees IEEE arithmetic again."""
+    torch.set_flush_denormal(False)
+
+
 def torch_version() -> str:
     return str(torch.__version__)
 
