@@ -308,8 +308,11 @@ class DemoRunner:
                 self._running -= 1
                 self._avg_run_s = 0.8 * self._avg_run_s + 0.2 * elapsed
 
-    async def open(self, experiment: Experiment, params: ExperimentParams) -> Run:
-        """A run of this config: from the cache, or admitted now (raises GateFull when full)."""
+    async def open(
+        self, experiment: Experiment, params: ExperimentParams, *, progress: bool = True
+    ) -> Run:
+        """A run of this config: from the cache, or admitted now (raises GateFull when full).
+        With progress=False the engine draws no live charts (nobody would see them)."""
         key = experiment.cache_key(params)
         hit = self._cache_get(key)
         if hit is None and self._store is not None:
@@ -327,7 +330,7 @@ class DemoRunner:
             except RuntimeError:  # the loop is closed (the app stopped): nobody listens
                 cancel.set()
 
-        future = self._submit(experiment, params, emit, cancel)
+        future = self._submit(experiment, params, emit if progress else None, cancel)
         return Run(future=future, events=events, cancel=cancel)
 
     async def result(
@@ -336,8 +339,8 @@ class DemoRunner:
         params: ExperimentParams,
         is_disconnected: Callable[[], Awaitable[bool]] | None = None,
     ) -> DemoResult:
-        """Open a run and read it to its result (progress is dropped)."""
-        run = await self.open(experiment, params)
+        """Open a run and read it to its result (no progress)."""
+        run = await self.open(experiment, params, progress=False)
         async for item in run.events(is_disconnected):
             if isinstance(item, DemoResult):
                 return item

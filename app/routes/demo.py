@@ -133,7 +133,16 @@ async def open_run(
     return await runner.open(*wanted)
 
 
+async def open_quiet_run(
+    request: Request, wanted: Annotated[tuple[Experiment, ExperimentParams], Depends(demo_request)]
+) -> Run:
+    """The same for the JSON route, whose run need not draw live charts."""
+    runner: DemoRunner = request.app.state.demo_runner
+    return await runner.open(*wanted, progress=False)
+
+
 RunDep = Annotated[Run, Depends(open_run)]
+QuietRunDep = Annotated[Run, Depends(open_quiet_run)]
 
 
 # ----------------------------------------------------------------------------- routes
@@ -146,7 +155,7 @@ def list_presets() -> list[dict[str, Any]]:
 
 
 @router.get("", response_model=DemoResult)
-async def run_demo(request: Request, run: RunDep) -> Response:
+async def run_demo(request: Request, run: QuietRunDep) -> Response:
     """Run one experiment (or answer it from the cache) and return every number."""
     try:
         async for item in run.events(request.is_disconnected):
