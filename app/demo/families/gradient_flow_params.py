@@ -64,6 +64,8 @@ class GradientFlowParams(ExperimentParams):
 
     arch: ClassVar[Literal["mlp", "transformer"]] = "mlp"
     n_variants: ClassVar[int] = 2
+    # normalization layers add to every layer's cost (benchmarks/demo.py: 1.55x at 697 steps)
+    cost_factor: ClassVar[float] = 1.0
 
     depth: int = _depth(32)
     width: int = _width(64)
@@ -84,7 +86,7 @@ class GradientFlowParams(ExperimentParams):
         else:
             rows = self.batch_size * TRANSFORMER_TOKENS  # 12 W^2 multiply-adds per token and block
             per_layer = 450e-6 + 2.5e-8 * rows * w + 1.8e-10 * rows * 12 * w * w
-        return 0.1 + (steps + 1) * self.n_variants * self.depth * per_layer
+        return 0.1 + (steps + 1) * self.n_variants * self.depth * per_layer * self.cost_factor
 
     def max_steps(self) -> int:
         """The most steps the compute budget allows at this size."""
@@ -134,6 +136,7 @@ class VanishingParams(GradientFlowParams):
 
 class NormalizationParams(GradientFlowParams):
     n_variants: ClassVar[int] = 3
+    cost_factor: ClassVar[float] = 1.6
     # depth 24 and 50 steps keep a run with BatchNorm and LayerNorm under a second
     depth: int = _depth(24)
     steps: int = _steps(50)
