@@ -6,6 +6,7 @@ family means adding its module to FAMILIES below.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,13 +50,14 @@ def defaults(name: str) -> ExperimentParams:
 
 def catalog() -> list[dict[str, Any]]:
     """GET /api/demo/presets: every experiment, the default first."""
+    return list(_catalog_entries())
+
+
+@functools.cache
+def _catalog_entries() -> tuple[dict[str, Any], ...]:
+    """Built once: the experiments are fixed for the life of the process."""
     ordered = sorted(EXPERIMENTS.values(), key=lambda e: e.name != DEFAULT_EXPERIMENT)
-    return [e.catalog_entry() | {"default": e.name == DEFAULT_EXPERIMENT} for e in ordered]
-
-
-def experiments_for(term: str) -> list[Experiment]:
-    """The experiments whose `terms` include this glossary slug."""
-    return [e for e in EXPERIMENTS.values() if term in e.terms]
+    return tuple(e.catalog_entry() | {"default": e.name == DEFAULT_EXPERIMENT} for e in ordered)
 
 
 def unknown_terms(slugs: set[str]) -> list[tuple[str, str]]:

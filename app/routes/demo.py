@@ -2,11 +2,11 @@
 Torch work happens in the runner's worker threads, never on the event loop."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +19,7 @@ from app.demo.params import ExperimentParams
 from app.demo.result import DemoResult, Progress
 from app.demo.run import Run
 from app.demo.runner import DemoRunner
+from app.errors import error_response
 from app.views import DemoPreset, ErrorBody
 
 log = logging.getLogger("glossary.demo")
@@ -60,44 +61,36 @@ def start_runner(app: FastAPI, settings: Settings) -> DemoRunner:
 # ----------------------------------------------------------------------------- errors
 
 
-def error_response(
-    status: int, message: str, details: Any = None, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    body = ErrorBody(status=status, message=message, details=details)
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
-
-
-def run_failure(exc: Exception) -> JSONResponse | None:
-    """The HTTP answer to one of the demo's exceptions (None: not one of ours)."""
+def demo_error(exc: Exception) -> tuple[ErrorBody, dict[str, str]] | None:
+    """The answer to one of the demo's exceptions, as a body and headers (None: not ours)."""
     if isinstance(exc, DemoInputError):
-        return error_response(422, exc.message, {"parameter": exc.param, "errors": exc.errors})
+        details = {"parameter": exc.param, "errors": exc.errors}
+        return ErrorBody(status=422, message=exc.message, details=details), {}
     if isinstance(exc, GateFull):
         retry = max(1, int(exc.retry_after_s))
-        return error_response(
-            503,
-            f"The demo is busy; try again in {retry} s.",
-            {"retry_after_s": retry},
-            {"Retry-After": str(retry)},
-        )
+        message = f"The demo is busy; try again in {retry} s."
+        body = ErrorBody(status=503, message=message, details={"retry_after_s": retry})
+        return body, {"Retry-After": str(retry)}
     if isinstance(exc, RunTimedOut):
-        return error_response(
-            503,
-            f"The run took longer than its time budget: {exc}",
-            {"reason": "time_budget"},
-            {"Retry-After": "5"},
-        )
+        message = f"The run took longer than its time budget: {exc}"
+        body = ErrorBody(status=503, message=message, details={"reason": "time_budget"})
+        return body, {"Retry-After": "5"}
     if isinstance(exc, DemoDeviceError):
-        return error_response(503, str(exc), {"reason": "device"}, {"Retry-After": "2"})
+        body = ErrorBody(status=503, message=str(exc), details={"reason": "device"})
+        return body, {"Retry-After": "2"}
     return None
 
 
 def install_demo_error_handlers(app: FastAPI) -> None:
     """One handler answers every demo error the routes and their dependencies raise."""
 
-    async def handle(request: Request, exc: Exception) -> JSONResponse:
-        answer = run_failure(exc)
+    async def handle(request: Request, exc: Exception) -> Response:
+        answer = demo_error(exc)
         assert answer is not None
-        return answer
+        body, headers = answer
+        response = error_response(request, body.status, body.message, body.details)
+        response.headers.update(headers)
+        return response
 
     for kind in (DemoInputError, GateFull, RunTimedOut, DemoDeviceError):
         app.add_exception_handler(kind, handle)
@@ -125,24 +118,22 @@ def demo_request(query: Annotated[DemoQuery, Query()]) -> tuple[Experiment, Expe
     return resolve(query.preset, raw)
 
 
-async def open_run(
-    request: Request, wanted: Annotated[tuple[Experiment, ExperimentParams], Depends(demo_request)]
-) -> Run:
-    """The run, cached or admitted (GateFull -> 503 before any byte is sent)."""
-    runner: DemoRunner = request.app.state.demo_runner
-    return await runner.open(*wanted)
+def run_opener(progress: bool) -> Callable[..., Awaitable[Run]]:
+    """A dependency opening the request's run, cached or admitted (GateFull -> 503 before
+    any byte is sent); progress=False for a route nobody watches live."""
+
+    async def open_run(
+        request: Request,
+        wanted: Annotated[tuple[Experiment, ExperimentParams], Depends(demo_request)],
+    ) -> Run:
+        runner: DemoRunner = request.app.state.demo_runner
+        return await runner.open(*wanted, progress=progress)
+
+    return open_run
 
 
-async def open_quiet_run(
-    request: Request, wanted: Annotated[tuple[Experiment, ExperimentParams], Depends(demo_request)]
-) -> Run:
-    """The same for the JSON route, whose run need not draw live charts."""
-    runner: DemoRunner = request.app.state.demo_runner
-    return await runner.open(*wanted, progress=False)
-
-
-RunDep = Annotated[Run, Depends(open_run)]
-QuietRunDep = Annotated[Run, Depends(open_quiet_run)]
+RunDep = Annotated[Run, Depends(run_opener(progress=True))]
+QuietRunDep = Annotated[Run, Depends(run_opener(progress=False))]
 
 
 # ----------------------------------------------------------------------------- routes
@@ -191,11 +182,10 @@ async def stream_demo(request: Request, run: RunDep) -> AsyncIterator[ServerSent
     except RunCancelled:  # the client went away
         return
     except Exception as exc:
-        failure = run_failure(exc)
-        if failure is None:
+        answer = demo_error(exc)
+        if answer is None:
             log.exception("demo run failed")
-            body: Any = {"status": 500, "message": "The run failed on our side.", "details": None}
+            body = ErrorBody(status=500, message="The run failed on our side.", details=None)
         else:
-            body = failure.body
-            body = ErrorBody.model_validate_json(bytes(body)).model_dump()
-        yield ServerSentEvent(event="error", data=body)
+            body = answer[0]
+        yield ServerSentEvent(event="error", data=body.model_dump())
