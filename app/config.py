@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     demo_max_running: int = Field(default_factory=lambda: default_demo_max_running(), ge=1)
     demo_max_queued: int = Field(default=4, ge=0)
     demo_time_budget_s: float = Field(default=10.0, gt=0)
+    # Trained language-model weights live here (an empty directory: the next start trains).
+    cache_dir: Path = Path("data/cache")
+    # The language model's size: full on a server, tiny for tests (trains in seconds).
+    lm_size: Literal["full", "tiny"] = "full"
 
     @field_validator("database_url")
     @classmethod

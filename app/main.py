@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if runner is not None:
                 runner.shutdown()
+                if runner.lm is not None:
+                    runner.lm.stop()
             engine.dispose()
 
     app = FastAPI(

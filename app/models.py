@@ -93,3 +93,13 @@ class DemoCache(SQLModel, table=True):
     device: str = Field(primary_key=True)
     result: str  # the result JSON, without `cached`
     created_at: str
+
+
+class LMWeights(SQLModel, table=True):
+    """Trained language-model weights shared by every worker (PostgreSQL deployments), keyed
+    by what they were trained from (text, code, torch version, sizes). Not content either."""
+
+    key: str = Field(primary_key=True)
+    weights_hash: str
+    payload: bytes  # torch.save of the weights, checkpoints and training log
+    created_at: str

@@ -95,9 +95,13 @@ def _term_relations(corpus: Corpus) -> list[SQLModel]:
     return rows
 
 
+# Tables a content reload keeps: what workers computed, not what data/ holds.
+SHARED_TABLES = ("democache", "lmweights")
+
+
 def _content_tables() -> list[Any]:
     """Content tables, children first (the order rows must be deleted in)."""
-    return [t for t in reversed(SQLModel.metadata.sorted_tables) if t.name != "democache"]
+    return [t for t in reversed(SQLModel.metadata.sorted_tables) if t.name not in SHARED_TABLES]
 
 
 def load_corpus(engine: Engine, corpus: Corpus) -> None:

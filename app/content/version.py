@@ -7,7 +7,7 @@ from pathlib import Path
 # Bump when loading or rendering changes, so existing databases are reloaded on start.
 LOADER_VERSION = "6"
 # Bump when a table changes shape: the next load rebuilds the tables.
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 
 def data_files(data_dir: Path) -> list[Path]:

@@ -18,7 +18,15 @@ from typing import Any, Protocol
 from app.demo.claims import RUN, Claim
 from app.demo.errors import RunCancelled
 from app.demo.params import ExperimentParams, ParamValue, describe_all
-from app.demo.result import Chart, DemoResult, Number, Progress, VariantResult
+from app.demo.result import (
+    Chart,
+    DemoResult,
+    ModelRef,
+    Number,
+    Progress,
+    TextSample,
+    VariantResult,
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class Experiment:
     counterfactual: Mapping[str, ParamValue]  # the main claim should fail here
     engine: str  # "module:function" under app.demo.engines, imported by the worker
     fixed: Mapping[str, object] = field(default_factory=dict)  # settings held fixed, shown
+    needs_model: bool = False  # runs on the server's trained language model (app/demo/lm)
 
     def config(self, params: ExperimentParams) -> dict[str, Any]:
         """The canonical JSON config: the experiment's name and every parameter."""
@@ -84,6 +93,7 @@ class Experiment:
             "charts": [{"id": c.id, "kind": c.kind, "title": c.title} for c in self.charts],
             "claims": [{"id": c.id, "statement": c.statement} for c in self.claims],
             "counterfactual": dict(self.counterfactual),
+            "needs_model": self.needs_model,
         }
 
 
@@ -95,6 +105,7 @@ class EngineOutput:
     charts: list[Chart]
     summary: str
     run_metrics: dict[str, Number] = field(default_factory=dict)
+    samples: list[TextSample] = field(default_factory=list)
 
 
 class RunContext:
@@ -105,8 +116,10 @@ class RunContext:
         device: str,
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        lm: Any = None,
     ) -> None:
         self.device = device
+        self.lm = lm  # the TrainedLM for experiments that need_model, else None
         self._on_progress = on_progress
         self._should_stop = should_stop
 
@@ -143,6 +156,7 @@ def execute(
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     threads: int | None = None,
+    lm: Any = None,
 ) -> DemoResult:
     """Run one experiment and check its claims on the run's own numbers."""
     from app.demo.engines import common  # imports torch
@@ -151,7 +165,7 @@ def execute(
     if device == "cpu":
         common.configure_cpu(threads)
     try:
-        ctx = RunContext(device, on_progress, should_stop)
+        ctx = RunContext(device, on_progress, should_stop, lm)
         out = load_engine(experiment)(experiment, params, ctx)
     finally:
         if device == "cpu":
@@ -166,8 +180,22 @@ def execute(
         torch_version=common.torch_version(),
         elapsed_ms=round((time.perf_counter() - t0) * 1000, 1),
         summary=out.summary,
+        samples=out.samples,
         variants=out.variants,
         charts=out.charts,
         claims=[c.check(metrics, experiment.citation) for c in experiment.claims],
         citation=experiment.citation,
+        model=None if lm is None else model_ref(lm),
+    )
+
+
+def model_ref(lm: Any) -> ModelRef:
+    """Which trained language model a result came from."""
+    return ModelRef(
+        name=lm.spec.name,
+        weights_hash=lm.weights_hash,
+        parameters=lm.model.num_params(),
+        steps=len(lm.log.train_loss),
+        final_val_loss=lm.log.val_loss[-1][1] if lm.log.val_loss else None,
+        training_seconds=round(lm.log.seconds, 2),
     )

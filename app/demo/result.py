@@ -35,14 +35,15 @@ class Chart(BaseModel):
     """A chart ready to draw: axes, series, and what it shows in one line."""
 
     id: str
-    kind: Literal["line", "contour", "bar"]
+    kind: Literal["line", "contour", "bar", "heatmap"]
     title: str
     x_label: str
     y_label: str
     x_log: bool = False
     y_log: bool = False
     series: list[Series]
-    categories: list[str] | None = Field(None, description="Bar charts: the x labels")
+    categories: list[str] | None = Field(None, description="Bar and heat maps: the x labels")
+    y_categories: list[str] | None = Field(None, description="Heat maps: the row labels")
     grid: Grid | None = None
     finding: str = Field("", description="One line written from this chart's numbers")
 
@@ -84,6 +85,28 @@ class ClaimResult(BaseModel):
     citation: str
 
 
+class ModelRef(BaseModel):
+    """The trained language model a result was computed on (app/demo/lm)."""
+
+    name: str = Field(description="Its size: full on the server, tiny in tests")
+    weights_hash: str = Field(description="sha256 of its weights: identical weights, same hash")
+    parameters: int
+    steps: int = Field(description="Training steps")
+    final_val_loss: Number = Field(description="Validation cross-entropy, nats per token")
+    training_seconds: float
+
+
+class TextSample(BaseModel):
+    """Text a run produced or read, shown as it is (and optionally as tokens)."""
+
+    variant: str | None = None
+    label: str
+    prompt: str = ""
+    text: str
+    tokens: list[str] | None = Field(None, description="The text split into its tokens")
+    note: str = ""
+
+
 class DemoResult(BaseModel):
     """One experiment's numbers."""
 
@@ -101,11 +124,17 @@ class DemoResult(BaseModel):
     charts: list[Chart]
     claims: list[ClaimResult]
     citation: str
+    samples: list[TextSample] = Field(
+        default_factory=list, description="Generated or tokenized text"
+    )
+    model: ModelRef | None = Field(None, description="The language model it ran on, if any")
 
 
 class Progress(BaseModel):
-    """Sent while a run trains: where it is, and its charts so far."""
+    """Sent while a run trains: where it is, and its charts so far. phase "model_training":
+    the server's language model is still training (its curve is the chart)."""
 
+    phase: Literal["run", "model_training"] = "run"
     step: int
     total_steps: int
     charts: list[Chart] = []

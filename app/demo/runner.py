@@ -29,13 +29,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.demo.errors import DemoDeviceError, GateFull, RunCancelled, RunTimedOut
 from app.demo.experiment import Experiment
 from app.demo.params import ExperimentParams
 from app.demo.result import DemoResult, Progress
 from app.demo.run import Run
+
+if TYPE_CHECKING:
+    from app.demo.lm.service import LanguageModelService
 
 __all__ = ["DemoDeviceError", "DemoRunner", "GateFull", "Run", "RunCancelled", "RunTimedOut"]
 
@@ -82,6 +85,7 @@ class DemoRunner:
         engine: Engine | None = None,
         store: SharedStore | None = None,
         clock: Callable[[], float] = time.monotonic,
+        lm: LanguageModelService | None = None,
     ) -> None:
         if device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
@@ -94,6 +98,7 @@ class DemoRunner:
         self._engine = engine
         self._store = store  # shared second-level cache (the database), or None
         self._clock = clock
+        self.lm = lm  # the language model some experiments run on (needs_model)
         self._torch_version: str | None = None
         self._lock = threading.Lock()  # guards the counters and the cache
         self._init_lock = threading.Lock()  # one thread imports torch and picks the device
@@ -153,6 +158,8 @@ class DemoRunner:
             for experiment, params in todo:
                 if self._closed.is_set():  # the app is shutting down: stop quietly
                     return
+                if experiment.needs_model:  # computed on first request, once the model exists
+                    continue
                 key = experiment.cache_key(params)
                 if self._cache_get(key) is not None or self._stored(key) is not None:
                     continue
@@ -161,7 +168,7 @@ class DemoRunner:
                 except GateFull:
                     continue
                 try:
-                    self._submit(experiment, params, None, threading.Event()).result()
+                    self._submit(experiment, params, key, None, threading.Event()).result()
                 except Exception as exc:  # a warm-up failure must not kill the thread
                     log.warning("demo warm-up run %s failed: %s", key, exc)
 
@@ -205,12 +212,14 @@ class DemoRunner:
         self,
         experiment: Experiment,
         params: ExperimentParams,
+        key: str,
         emit: Callable[[Progress], None] | None,
         cancel: threading.Event,
+        lm: Any = None,
     ) -> Future[DemoResult]:
         """Hand an admitted run to the pool (which queues it until a slot frees)."""
         try:
-            return self._pool.submit(self._work, experiment, params, emit, cancel)
+            return self._pool.submit(self._work, experiment, params, key, emit, cancel, lm)
         except RuntimeError:  # the pool is shut down
             with self._lock:
                 self._queued -= 1
@@ -252,8 +261,10 @@ class DemoRunner:
         self,
         experiment: Experiment,
         params: ExperimentParams,
+        key: str,
         emit: Callable[[Progress], None] | None,
         cancel: threading.Event,
+        lm: Any = None,
     ) -> DemoResult:
         """Runs on a pool thread: one experiment, under the time budget."""
         with self._lock:
@@ -279,8 +290,14 @@ class DemoRunner:
                 return False
 
             try:
+                extra = {"lm": lm} if lm is not None else {}
                 result = run_fn(
-                    experiment, params, self._device, on_progress=emit, should_stop=should_stop
+                    experiment,
+                    params,
+                    self._device,
+                    on_progress=emit,
+                    should_stop=should_stop,
+                    **extra,
                 )
             except RunCancelled as exc:
                 if timed_out:
@@ -297,7 +314,6 @@ class DemoRunner:
                         "its size, or retry when the demo is less busy"
                     ) from exc
                 raise
-            key = experiment.cache_key(params)
             self._cache_put(key, result)
             if self._store is not None:
                 self._store.put(key, result.model_dump(mode="json"))
@@ -312,8 +328,15 @@ class DemoRunner:
         self, experiment: Experiment, params: ExperimentParams, *, progress: bool = True
     ) -> Run:
         """A run of this config: from the cache, or admitted now (raises GateFull when full).
-        With progress=False the engine draws no live charts (nobody would see them)."""
+        With progress=False the engine draws no live charts (nobody would see them).
+        An experiment that needs the language model raises ModelTraining until it exists."""
         key = experiment.cache_key(params)
+        lm = None
+        if experiment.needs_model:
+            if self.lm is None:
+                raise DemoDeviceError("this server runs no language model")
+            lm = self.lm.trained()  # ModelTraining / ModelFailed while there is none
+            key += "|model=" + lm.weights_hash
         hit = self._cache_get(key)
         if hit is None and self._store is not None:
             hit = await asyncio.to_thread(self._stored, key)
@@ -330,7 +353,7 @@ class DemoRunner:
             except RuntimeError:  # the loop is closed (the app stopped): nobody listens
                 cancel.set()
 
-        future = self._submit(experiment, params, emit if progress else None, cancel)
+        future = self._submit(experiment, params, key, emit if progress else None, cancel, lm)
         return Run(future=future, events=events, cancel=cancel)
 
     async def result(

@@ -1,6 +1,7 @@
 """The live demo under /api/demo: the catalog, one run as JSON, or a run as server-sent events.
 Torch work happens in the runner's worker threads, never on the event loop."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
@@ -15,6 +16,8 @@ from app.db import is_sqlite, make_engine
 from app.demo.catalog import EXPERIMENTS, catalog, defaults, resolve
 from app.demo.errors import DemoDeviceError, DemoInputError, GateFull, RunCancelled, RunTimedOut
 from app.demo.experiment import Experiment
+from app.demo.lm.config import SPECS
+from app.demo.lm.service import LanguageModelService, ModelFailed, ModelTraining
 from app.demo.params import ExperimentParams
 from app.demo.result import DemoResult, Progress
 from app.demo.run import Run
@@ -23,6 +26,7 @@ from app.errors import error_response
 from app.views import DemoPreset, ErrorBody
 
 log = logging.getLogger("glossary.demo")
+TRAINING_POLL_S = 0.5  # how often a waiting stream reports the model's training
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "A parameter is unknown or out of range"},
@@ -45,7 +49,9 @@ def start_runner(app: FastAPI, settings: Settings) -> DemoRunner:
     store = None
     if not is_sqlite(settings.database_url):
         store = ResultStore(make_engine(settings.database_url))
+    lm = start_language_model(settings)
     runner = DemoRunner(
+        lm=lm,
         device=settings.demo_device,
         max_running=settings.demo_max_running,
         max_queued=settings.demo_max_queued,
@@ -56,6 +62,16 @@ def start_runner(app: FastAPI, settings: Settings) -> DemoRunner:
     if settings.demo_warmup:
         runner.start_warmup([(e, defaults(name)) for name, e in EXPERIMENTS.items()])
     return runner
+
+
+def start_language_model(settings: Settings) -> LanguageModelService:
+    """The server's language model: loaded from the cache or trained, in the background."""
+    database = None if is_sqlite(settings.database_url) else make_engine(settings.database_url)
+    service = LanguageModelService(
+        SPECS[settings.lm_size], settings.data_dir, settings.cache_dir, database
+    )
+    service.start()
+    return service
 
 
 # ----------------------------------------------------------------------------- errors
@@ -75,6 +91,18 @@ def demo_error(exc: Exception) -> tuple[ErrorBody, dict[str, str]] | None:
         message = f"The run took longer than its time budget: {exc}"
         body = ErrorBody(status=503, message=message, details={"reason": "time_budget"})
         return body, {"Retry-After": "5"}
+    if isinstance(exc, ModelTraining):
+        retry = exc.retry_after_s
+        message = f"The language model this experiment runs on is training; try again in {retry} s."
+        training: dict[str, Any] = {
+            "reason": "model_training",
+            "retry_after_s": retry,
+            "progress": exc.progress.model_dump(exclude={"train_loss", "val_loss"}),
+        }
+        return ErrorBody(status=503, message=message, details=training), {"Retry-After": str(retry)}
+    if isinstance(exc, ModelFailed):
+        body = ErrorBody(status=503, message=str(exc), details={"reason": "model_failed"})
+        return body, {"Retry-After": "60"}
     if isinstance(exc, DemoDeviceError):
         body = ErrorBody(status=503, message=str(exc), details={"reason": "device"})
         return body, {"Retry-After": "2"}
@@ -92,7 +120,14 @@ def install_demo_error_handlers(app: FastAPI) -> None:
         response.headers.update(headers)
         return response
 
-    for kind in (DemoInputError, GateFull, RunTimedOut, DemoDeviceError):
+    for kind in (
+        DemoInputError,
+        GateFull,
+        RunTimedOut,
+        DemoDeviceError,
+        ModelTraining,
+        ModelFailed,
+    ):
         app.add_exception_handler(kind, handle)
 
 
@@ -132,7 +167,48 @@ def run_opener(progress: bool) -> Callable[..., Awaitable[Run]]:
     return open_run
 
 
-RunDep = Annotated[Run, Depends(run_opener(progress=True))]
+class ModelPending:
+    """A stream's run that waits for the language model: training events first, then the run."""
+
+    def __init__(self, runner: DemoRunner, wanted: tuple[Experiment, ExperimentParams]) -> None:
+        self.runner, self.wanted = runner, wanted
+
+    async def events(
+        self, is_disconnected: Callable[[], Awaitable[bool]]
+    ) -> AsyncIterator[Progress | DemoResult]:
+        assert self.runner.lm is not None
+        while True:
+            try:
+                run = await self.runner.open(*self.wanted, progress=True)
+                break
+            except ModelTraining as exc:
+                p = exc.progress
+                yield Progress(
+                    phase="model_training",
+                    step=p.step,
+                    total_steps=p.total_steps,
+                    charts=[p.chart()],
+                )
+            if await is_disconnected():
+                raise RunCancelled("the client went away while the model trained")
+            await asyncio.sleep(TRAINING_POLL_S)
+        async for item in run.events(is_disconnected):
+            yield item
+
+
+async def open_stream(
+    request: Request,
+    wanted: Annotated[tuple[Experiment, ExperimentParams], Depends(demo_request)],
+) -> Run | ModelPending:
+    """The stream's run; while the language model trains, one that waits for it."""
+    runner: DemoRunner = request.app.state.demo_runner
+    try:
+        return await runner.open(*wanted, progress=True)
+    except ModelTraining:
+        return ModelPending(runner, wanted)
+
+
+RunDep = Annotated[Run | ModelPending, Depends(open_stream)]
 QuietRunDep = Annotated[Run, Depends(run_opener(progress=False))]
 
 

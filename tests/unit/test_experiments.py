@@ -10,6 +10,7 @@ import pytest
 from app.demo.catalog import EXPERIMENTS, resolve
 from app.demo.experiment import Experiment, execute
 from app.demo.result import DemoResult
+from tests.lm_fixtures import tiny_lm
 
 NAMES = sorted(EXPERIMENTS)
 SEEDS = (0, 1, 2)
@@ -17,7 +18,7 @@ SEEDS = (0, 1, 2)
 
 def run(experiment: Experiment, **params: object) -> DemoResult:
     _, p = resolve(experiment.name, {k: str(v) for k, v in params.items()})
-    return execute(experiment, p)
+    return execute(experiment, p, lm=tiny_lm() if experiment.needs_model else None)
 
 
 def failed(result: DemoResult) -> list[str]:
