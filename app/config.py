@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     cache_dir: Path = Path("data/cache")
     # The language model's size: full on a server, tiny for tests (trains in seconds).
     lm_size: Literal["full", "tiny"] = "full"
+    # Load or train the language model at start-up; false: its experiments answer 503.
+    lm_start: bool = True
 
     @field_validator("database_url")
     @classmethod

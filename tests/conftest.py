@@ -1,7 +1,9 @@
 """Shared fixtures: real SQLite files in tmp folders, real app instances."""
 
+import atexit
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,12 +48,25 @@ def fresh_database_url(tmp_path: Path) -> str:
     return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
+# Servers the tests start train the TINY language model (seconds), once per test session:
+# its weights are kept in one cache folder every app and subprocess of the session shares.
+LM_CACHE_DIR = Path(tempfile.mkdtemp(prefix="glossary-lm-"))
+atexit.register(shutil.rmtree, LM_CACHE_DIR, ignore_errors=True)
+os.environ.setdefault("GLOSSARY_LM_SIZE", "tiny")
+os.environ.setdefault("GLOSSARY_CACHE_DIR", str(LM_CACHE_DIR))
+
+
 def make_settings(tmp_path: Path, data_dir: Path, **overrides: object) -> Settings:
+    """A test app's settings. The language model starts only where a test asks (lm_start=True):
+    the small test corpora are too small to train on."""
     values: dict[str, object] = {
         "database_url": fresh_database_url(tmp_path),
         "data_dir": data_dir,
         "demo_warmup": False,
         "demo_device": "cpu",
+        "lm_size": "tiny",
+        "cache_dir": LM_CACHE_DIR,
+        "lm_start": False,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -85,7 +100,7 @@ def real_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def real_app(real_db: Path) -> FastAPI:
-    return create_app(make_settings(real_db, real_db / "data"))
+    return create_app(make_settings(real_db, real_db / "data", lm_start=True))
 
 
 @pytest.fixture(scope="session")

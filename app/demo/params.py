@@ -106,6 +106,8 @@ def describe(name: str, field: FieldInfo) -> dict[str, Any]:
     options = choices(field)
     if options:
         spec |= {"kind": "choice", "default": field.default, "choices": list(options)}
+    elif field.annotation is str:
+        spec |= {"kind": "text", "default": field.default, "max_length": _max_length(field)}
     else:
         kind = "int" if field.annotation is int else "float"
         spec |= {
@@ -129,9 +131,25 @@ def allowed(field: FieldInfo) -> str:
     options = choices(field)
     if options:
         return "one of " + ", ".join(options)
+    if field.annotation is str:
+        return f"text of 1 to {_max_length(field)} characters"
     noun = "an integer" if field.annotation is int else "a number"
     lo, hi = _bound(field, annotated_types.Ge), _bound(field, annotated_types.Le)
     return f"{noun} from {_fmt(lo)} to {_fmt(hi)}"
+
+
+def _max_length(field: FieldInfo) -> int | None:
+    for meta in field.metadata:
+        if isinstance(meta, annotated_types.MaxLen):
+            return int(meta.max_length)
+    return None
+
+
+def raw_limit(model: type[ExperimentParams], name: str) -> int:
+    """The longest raw value a parameter takes: MAX_RAW_LENGTH, or a text field's max_length."""
+    field = model.model_fields.get(name)
+    longest = _max_length(field) if field is not None else None
+    return max(MAX_RAW_LENGTH, longest or 0)
 
 
 def parse_params(
@@ -141,10 +159,9 @@ def parse_params(
     errors: list[dict[str, str]] = []
     values: dict[str, str] = {}
     for name, value in raw.items():
-        if len(value) > MAX_RAW_LENGTH:
-            errors.append(
-                {"param": name, "message": f"{name} is longer than {MAX_RAW_LENGTH} characters"}
-            )
+        limit = raw_limit(model, name)
+        if len(value) > limit:
+            errors.append({"param": name, "message": f"{name} is longer than {limit} characters"})
         else:
             values[name] = value
     if not errors:

@@ -334,7 +334,9 @@ class DemoRunner:
         lm = None
         if experiment.needs_model:
             if self.lm is None:
-                raise DemoDeviceError("this server runs no language model")
+                raise DemoDeviceError(
+                    "this server runs no language model (GLOSSARY_LM_START is false)"
+                )
             lm = self.lm.trained()  # ModelTraining / ModelFailed while there is none
             key += "|model=" + lm.weights_hash
         hit = self._cache_get(key)

@@ -64,8 +64,10 @@ def start_runner(app: FastAPI, settings: Settings) -> DemoRunner:
     return runner
 
 
-def start_language_model(settings: Settings) -> LanguageModelService:
+def start_language_model(settings: Settings) -> LanguageModelService | None:
     """The server's language model: loaded from the cache or trained, in the background."""
+    if not settings.lm_start:
+        return None
     database = None if is_sqlite(settings.database_url) else make_engine(settings.database_url)
     service = LanguageModelService(
         SPECS[settings.lm_size], settings.data_dir, settings.cache_dir, database

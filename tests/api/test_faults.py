@@ -66,6 +66,7 @@ def glossary_env(database: Path, data_dir: Path, **extra: str) -> dict[str, str]
         "GLOSSARY_DATABASE_URL": f"sqlite:///{database}",
         "GLOSSARY_DATA_DIR": str(data_dir),
         "GLOSSARY_DEMO_WARMUP": "false",
+        "GLOSSARY_LM_START": "false",
         "GLOSSARY_DEMO_DEVICE": "cpu",
         **extra,
     }

@@ -59,7 +59,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shutil.copytree(ROOT / "data", data, ignore=shutil.ignore_patterns("*.db*"))
     # The demo's wall-clock budget guards the server against long runs; here it would only
     # turn a slow machine into a failed run, so it is as patient as the tests.
-    settings = make_settings(root, data, demo_warmup=False, demo_time_budget_s=PATIENCE_S)
+    settings = make_settings(
+        root, data, demo_warmup=False, demo_time_budget_s=PATIENCE_S, lm_start=True
+    )
     with running_server(settings) as url:
         yield url
 
