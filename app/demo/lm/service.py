@@ -43,6 +43,7 @@ class TrainingProgress(BaseModel):
     train_loss: list[tuple[float, float]] = []  # (step, nats), thinned
     val_loss: list[tuple[float, float]] = []
     weights_hash: str | None = None
+    source: Literal["trained", "file", "database"] | None = None  # where the weights came from
     error: str | None = None
 
     def chart(self) -> Chart:
@@ -106,6 +107,7 @@ class LanguageModelService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = 0.0
+        self._source: Literal["trained", "file", "database"] = "file"
 
     # ------------------------------------------------------------------ what runs ask
 
@@ -177,14 +179,18 @@ class LanguageModelService:
         key = model_key(self.spec, text.digest, torch.__version__)
         files = FileWeights(self.cache_dir)
         database = DatabaseWeights(self._database) if self._database is not None else None
-        blob = files.get(key) or (database.get(key) if database else None)
+        self._source = "file"
+        blob = files.get(key)
         if blob is None and database is not None:
+            self._source = "database"
             blob = self._train_once_across_workers(key, database, files, text)
         elif blob is None:
             blob = self._train_and_store(key, files, None, text)
-        else:
-            files.put(key, blob) if files.get(key) is None else None
-        self._ready(key, blob)
+        try:
+            self._ready(blob)
+        except Exception:  # a damaged or foreign file: train afresh and replace it
+            log.warning("stored language model %s is unreadable; training afresh", key)
+            self._ready(self._train_and_store(key, files, database, text))
 
     def _train_once_across_workers(
         self, key: str, database: Any, files: Any, text: LMText
@@ -210,6 +216,7 @@ class LanguageModelService:
         from app.demo.lm.training import train
         from app.demo.lm.weights import to_bytes
 
+        self._source = "trained"
         self._started = time.perf_counter()
         trained = train(self.spec, text, self._on_progress, self._stop.is_set)
         payload = {
@@ -247,7 +254,7 @@ class LanguageModelService:
                 val_loss=[(float(s), round(v, 4)) for s, v in log_.val_loss],
             )
 
-    def _ready(self, key: str, blob: bytes) -> None:
+    def _ready(self, blob: bytes) -> None:
         from app.demo.lm.training import loaded
         from app.demo.lm.weights import from_bytes
 
@@ -266,4 +273,5 @@ class LanguageModelService:
                 ],
                 val_loss=[(float(s), round(v, 4)) for s, v in trained.log.val_loss],
                 weights_hash=trained.weights_hash,
+                source=self._source,
             )

@@ -102,6 +102,11 @@ def train(
     torch.manual_seed(spec.train.seed)  # nn.Module init draws from the global generator
     model = GPT(spec.gpt)
     tc, block = spec.train, spec.gpt.block_size
+    if min(len(text.train), len(text.val)) < 2 * block:
+        raise ValueError(
+            f"too little text to train on: {len(text.train)} training and {len(text.val)} "
+            f"held-out tokens, each must be at least {2 * block}"
+        )
     train_ids = torch.tensor(text.train, dtype=torch.long)
     val_ids = torch.tensor(text.val, dtype=torch.long)
     val_starts = eval_starts(len(val_ids), block, tc.eval_batches * 16)
