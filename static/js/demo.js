@@ -65,6 +65,11 @@
       input = el("select", { id, name: spec.name });
       for (const choice of spec.choices) input.append(el("option", { value: choice, text: choice }));
       input.value = initial;
+    } else if (spec.kind === "text") {
+      const tag = spec.max_length > 200 ? "textarea" : "input";
+      input = el(tag, { id, name: spec.name, maxlength: spec.max_length, spellcheck: "false",
+        type: tag === "input" ? "text" : undefined, rows: tag === "textarea" ? 3 : undefined });
+      input.value = initial;
     } else if (spec.kind === "int" && spec.max - spec.min <= 4096) {
       const out = el("output", { for: id, text: String(initial) });
       label.append(out);
@@ -124,6 +129,7 @@
     const summary = el("p", { class: "demo__summary", "aria-live": "polite" });
     const charts = el("div", { class: "demo__charts" }, ...experiment.charts.map((c) => chartBox(c)));
     const meta = el("p", { class: "demo__meta" });
+    const samples = el("section", { class: "demo__samples", hidden: true, "aria-labelledby": "demo-samples-heading" });
     const tables = el("details", { class: "demo__table" }, el("summary", { text: "Numbers as tables" }),
       el("div", { class: "demo__tables" }));
 
@@ -134,7 +140,7 @@
       el("h2", { id: "demo-heading", text: `Live experiment: ${experiment.title}` }),
       picker(experiment),
       el("p", { id: "demo-intro", class: "demo__intro", text: `${experiment.description} (${experiment.citation})` }),
-      form, status, claims, summary, charts, meta, tables);
+      form, status, claims, summary, charts, samples, meta, tables);
 
     panel.querySelector("#demo-experiment").addEventListener("change", (event) => {
       const next = state.catalog.find((e) => e.name === event.target.value);
@@ -150,7 +156,7 @@
       stream();
     });
     form.addEventListener("change", updateLinks);
-    Object.assign(state, { form, run, status, summary, meta, tables, link, json, csv, claims });
+    Object.assign(state, { form, run, status, summary, meta, tables, link, json, csv, claims, samples, chartsBox: charts });
     updateLinks();
     if (focused === "demo-experiment") panel.querySelector("#demo-experiment").focus();
     else if (focused) controls.querySelector("input, select").focus();
@@ -186,6 +192,11 @@
     try {
       const response = await fetch(`${panel.dataset.api}?${params}`, { headers: { Accept: "application/json" } });
       const body = await response.json();
+      // The language model this experiment runs on is still training: watch it on the stream.
+      if (response.status === 503 && body.details && body.details.reason === "model_training" && window.EventSource) {
+        stream();
+        return;
+      }
       if (!response.ok) throw new Error(body.message || `HTTP ${response.status}`);
       show(body);
       setBusy(false, ranIn(body));
@@ -204,7 +215,9 @@
     state.source = source;
     source.addEventListener("progress", (event) => {
       const data = JSON.parse(event.data);
-      state.status.textContent = `Step ${data.step} of ${data.total_steps}…`;
+      state.status.textContent = data.phase === "model_training"
+        ? `Training the glossary's language model first (it runs once per server): step ${data.step} of ${data.total_steps}…`
+        : `Step ${data.step} of ${data.total_steps}…`;
       if (data.charts && data.charts.length) drawCharts(data.charts);
     });
     source.addEventListener("result", (event) => {
@@ -231,15 +244,37 @@
 
   function show(result) {
     state.result = result;
+    const training = panel.querySelector('[data-chart="model_training"]');
+    if (training) { if (state.charts.model_training) { state.charts.model_training.destroy(); delete state.charts.model_training; } training.remove(); }
     drawCharts(result.charts);
+    showSamples(result.samples || []);
     showClaims(result);
     state.summary.textContent = result.summary;
     state.meta.textContent = `Device: ${result.device} · torch ${result.torch_version} · ` +
-      `${Math.round(result.elapsed_ms)} ms${result.cached ? " (cached)" : ""} · seed ${result.config.seed}`;
+      `${Math.round(result.elapsed_ms)} ms${result.cached ? " (cached)" : ""} · seed ${result.config.seed}` +
+      (result.model ? ` · language model “${result.model.name}”, ${result.model.parameters.toLocaleString("en")} parameters, ` +
+        `${result.model.steps} steps, validation loss ${fmt(result.model.final_val_loss)} nats, weights ${result.model.weights_hash.slice(0, 12)}` : "");
     fillTables(result);
     const blob = (text, type) => URL.createObjectURL(new Blob([text], { type }));
     state.json.href = blob(JSON.stringify(result, null, 2), "application/json");
     state.csv.href = blob(toCsv(result), "text/csv");
+  }
+
+  // Text a run produced or read: each sample as text, or as its tokens (special ones marked).
+  function showSamples(samples) {
+    state.samples.hidden = !samples.length;
+    const items = samples.map((s) => {
+      const body = s.tokens
+        ? el("p", { class: "sample__tokens" }, ...s.tokens.map((t) =>
+          el("span", { class: /^<\|.*\|>$/.test(t) ? "token token--special" : "token", text: t.replace(/\n/g, "⏎") })))
+        : el("p", { class: "sample__text" }, s.prompt ? el("span", { class: "sample__prompt", text: s.prompt }) : null,
+          document.createTextNode(s.text));
+      return el("li", { class: "sample", "data-variant": s.variant || "" },
+        el("strong", { class: "sample__label", text: s.label }), body,
+        s.note ? el("span", { class: "sample__note", text: s.note }) : null);
+    });
+    state.samples.replaceChildren(el("h3", { id: "demo-samples-heading", text: "Text from this run" }),
+      el("ul", { class: "samples" }, ...items));
   }
 
   function showClaims(result) {
@@ -270,11 +305,37 @@
   function drawCharts(charts) {
     if (!window.Chart) return;
     for (const chart of charts) {
-      const box = panel.querySelector(`[data-chart="${chart.id}"]`);
-      if (!box) continue;
+      let box = panel.querySelector(`[data-chart="${chart.id}"]`);
+      if (!box) { // a chart the catalog does not list (the model's training curve, one map per head)
+        if (!state.chartsBox) continue;
+        box = chartBox(chart);
+        if (chart.id === "model_training") state.chartsBox.prepend(box); else state.chartsBox.append(box);
+      }
       box.querySelector(".demo__finding").textContent = chart.finding || "";
-      upsert(chart);
+      if (chart.kind === "heatmap") heatmapTable(box, chart); else upsert(chart);
     }
+  }
+
+  // A heat map (attention weights) as a table of shaded cells: readable, and a screen reader
+  // can walk it. z[j][i] is row j (a query token), column i (a key token).
+  function heatmapTable(box, chart) {
+    const grid = chart.grid || { z: [] };
+    const cols = chart.categories || grid.x.map(String);
+    const rows = chart.y_categories || grid.y.map(String);
+    const max = Math.max(1e-12, ...grid.z.flat().filter((v) => v !== null));
+    const table = el("table", { class: "heatmap", "data-heatmap": chart.id },
+      el("caption", { class: "visually-hidden", text: `${chart.title}: ${chart.y_label} by ${chart.x_label}` }),
+      el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "" }),
+        ...cols.map((c) => el("th", { scope: "col", text: c })))),
+      el("tbody", {}, ...grid.z.map((row, j) => el("tr", {}, el("th", { scope: "row", text: rows[j] }),
+        ...row.map((v) => {
+          const cell = el("td", { title: fmt(v) });
+          // CSSOM, not a style attribute: the CSP allows no inline styles
+          cell.style.setProperty("--w", v === null ? "0" : (v / max).toFixed(3));
+          return cell;
+        })))));
+    box.querySelector(".demo__canvas").replaceChildren(el("div", { class: "table-scroll", tabindex: 0, role: "region", "aria-label": chart.title }, table));
+    box.classList.add("demo__chart--heatmap");
   }
 
   function datasetsOf(chart) {
@@ -391,7 +452,7 @@
     metrics.append(el("tbody", {}, ...names.map((name) => el("tr", {}, el("th", { scope: "row", text: name }),
       ...result.variants.map((v) => el("td", { text: fmt(v.metrics[name]) }))))));
     tables.push(metrics);
-    for (const chart of result.charts) tables.push(chartTable(chart));
+    for (const chart of result.charts) if (chart.kind !== "heatmap") tables.push(chartTable(chart));
     state.tables.querySelector(".demo__tables").replaceChildren(
       ...tables.map((t) => el("div", { class: "table-scroll", tabindex: 0, role: "region", "aria-label": t.querySelector("caption").textContent }, t)));
   }
