@@ -16,13 +16,21 @@ from app.demo.families import (
     architectures,
     generalization,
     gradient_flow,
+    lm_formats,
     optimization,
     signal_propagation,
 )
 from app.demo.params import ExperimentParams, parse_params
 
 DEFAULT_EXPERIMENT = "residual-vs-plain"
-FAMILIES = (gradient_flow, signal_propagation, optimization, generalization, architectures)
+FAMILIES = (
+    gradient_flow,
+    signal_propagation,
+    optimization,
+    generalization,
+    architectures,
+    lm_formats,
+)
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for f in FAMILIES for e in f.EXPERIMENTS}
 assert len(EXPERIMENTS) == sum(len(f.EXPERIMENTS) for f in FAMILIES), "experiment names clash"
