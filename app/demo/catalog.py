@@ -16,6 +16,7 @@ from app.demo.families import (
     architectures,
     generalization,
     gradient_flow,
+    lm_decoding,
     lm_formats,
     optimization,
     signal_propagation,
@@ -30,6 +31,7 @@ FAMILIES = (
     generalization,
     architectures,
     lm_formats,
+    lm_decoding,
 )
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for f in FAMILIES for e in f.EXPERIMENTS}
