@@ -208,6 +208,9 @@ def every_experiment(repeats: int = 3) -> None:
     slowest = ("", 0.0)
     for name in sorted(EXPERIMENTS):
         experiment, params = resolve(name, {})
+        if experiment.needs_model:  # they need the trained language model: not timed here yet
+            print(f"  {name}: skipped (runs on the language model)")
+            continue
         execute(experiment, params)
         times = []
         for _ in range(repeats):
