@@ -18,6 +18,7 @@ from app.demo.families import (
     gradient_flow,
     lm_decoding,
     lm_formats,
+    lm_internals,
     optimization,
     signal_propagation,
 )
@@ -32,6 +33,7 @@ FAMILIES = (
     architectures,
     lm_formats,
     lm_decoding,
+    lm_internals,
 )
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for f in FAMILIES for e in f.EXPERIMENTS}
