@@ -14,8 +14,8 @@ from app.demo.lm.gpt import GPT
 from app.demo.result import Chart, Number, Series, VariantResult
 
 DIGITS, SEP = 10, 10  # tokens 0-9, then the separator
-BATCH, TEST, LR = 32, 512, 2e-2
-SINUSOID_SCALE = 0.1  # the fixed table's size next to token embeddings drawn at std 0.02
+BATCH, TEST, LR = 32, 256, 2e-2
+SINUSOID_SCALE = 0.2  # at full size (+-1) the table drowns token embeddings drawn at std 0.02
 
 
 def sequences(task: str, n: int, length: int, g: torch.Generator) -> torch.Tensor:

@@ -271,7 +271,7 @@ POSITIONAL = Experiment(
     counterfactual={"task": "sort"},
     engine=f"{_ENGINES}positions:run",
     fixed={
-        "model": "1 layer, 2 heads, n_embd 16; sinusoidal table scaled by 0.1 to the embeddings",
+        "model": "1 layer, 2 heads, n_embd 16; sinusoidal table scaled by 0.2 to the embeddings",
         "batch": "32 sequences",
         "digits": "0-9",
     },
