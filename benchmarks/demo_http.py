@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import torch
@@ -201,27 +202,31 @@ def _ok(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
-def every_experiment(repeats: int = 3) -> None:
-    """Each experiment's default run in process (median of `repeats`, after one warm run)."""
+def every_experiment(repeats: int = 3, lm: Any = None) -> None:
+    """Each experiment's default run in process (median of `repeats`, after one warm run).
+    With `lm` (a TrainedLM, benchmarks/lm.py) only the experiments that run on it."""
     torch.set_num_threads(1)
-    print(f"\nEvery experiment at its defaults, in process (median of {repeats}; target <= 1 s)")
+    which = "on the language model" if lm is not None else "without the language model"
+    print(f"\nEvery experiment {which}, at its defaults, in process")
+    print(f"  (median of {repeats} after a warm run; one torch thread; target <= 1 s)")
     slowest = ("", 0.0)
     for name in sorted(EXPERIMENTS):
         experiment, params = resolve(name, {})
-        if experiment.needs_model:  # they need the trained language model: not timed here yet
-            print(f"  {name}: skipped (runs on the language model)")
+        if experiment.needs_model != (lm is not None):
             continue
-        execute(experiment, params)
+        execute(experiment, params, lm=lm)
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            result = execute(experiment, params)
+            result = execute(experiment, params, lm=lm)
             times.append(time.perf_counter() - t0)
         t = statistics.median(times)
         held = f"claims {sum(c.holds for c in result.claims)}/{len(result.claims)} held"
         _row(name, f"{t * 1000:.0f} ms", f"{held}; target <= 1 s: {_ok(t <= 1)}")
         slowest = max(slowest, (name, t), key=lambda x: x[1])
     print(f"  slowest: {slowest[0]} {slowest[1] * 1000:.0f} ms")
+    if lm is None:
+        print("  (the language-model experiments: .venv/bin/python benchmarks/lm.py)")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,11 @@ from typing import Any
 from app.demo.errors import DemoInputError
 from app.demo.experiment import Experiment
 from app.demo.families import (
+    adaptation,
     architectures,
+    efficiency_decoding,
+    efficiency_inference,
+    efficiency_training,
     generalization,
     gradient_flow,
     lm_decoding,
@@ -34,6 +38,10 @@ FAMILIES = (
     lm_formats,
     lm_decoding,
     lm_internals,
+    efficiency_decoding,
+    efficiency_inference,
+    adaptation,
+    efficiency_training,
 )
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for f in FAMILIES for e in f.EXPERIMENTS}

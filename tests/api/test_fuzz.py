@@ -21,11 +21,13 @@ from schemathesis import checks
 from app.config import Settings
 from app.demo.catalog import EXPERIMENTS
 from app.demo.experiment import Experiment, execute
+from app.demo.lm.config import TINY
+from app.demo.lm.service import LanguageModelService
 from app.demo.params import ExperimentParams, describe
 from app.demo.result import DemoResult, Progress
 from app.demo.runner import DemoRunner
 from app.main import create_app
-from tests.conftest import ROOT, make_settings
+from tests.conftest import LM_CACHE_DIR, PATIENCE_S, ROOT, make_settings
 from tests.demo_fixtures import FakeClock, runner_in
 from tests.live import serving
 
@@ -40,6 +42,7 @@ def small_engine(
     *,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    lm: Any = None,
 ) -> DemoResult:
     """The real engine on the requested experiment, its sizes shrunk to milliseconds of work."""
     fields = type(params).model_fields
@@ -51,7 +54,13 @@ def small_engine(
         }
     )
     result = execute(
-        experiment, shrunk, device, on_progress=on_progress, should_stop=should_stop, threads=1
+        experiment,
+        shrunk,
+        device,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        threads=1,
+        lm=lm,
     )
     return result.model_copy(update={"config": experiment.config(params)})  # what was asked
 
@@ -68,6 +77,10 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shrunk = DemoRunner(
         device="cpu", max_running=2, max_queued=8, engine=small_engine, clock=FakeClock()
     )
+    # the language-model experiments run on the tiny model, trained once per test process
+    shrunk.lm = LanguageModelService(TINY, ROOT / "data", LM_CACHE_DIR)
+    shrunk.lm.start()
+    shrunk.lm.wait(timeout=PATIENCE_S)
     with serving(app) as url, runner_in(app, shrunk):
         # torch's import and each engine's first run take seconds on a busy machine: pay
         # them here, not in a fuzzed request's timeout
