@@ -132,10 +132,20 @@ def allowed(field: FieldInfo) -> str:
     if options:
         return "one of " + ", ".join(options)
     if field.annotation is str:
-        return f"text of 1 to {_max_length(field)} characters"
+        shortest = _min_length(field)
+        if not shortest:
+            return f"text of at most {_max_length(field)} characters"
+        return f"text of {shortest} to {_max_length(field)} characters"
     noun = "an integer" if field.annotation is int else "a number"
     lo, hi = _bound(field, annotated_types.Ge), _bound(field, annotated_types.Le)
     return f"{noun} from {_fmt(lo)} to {_fmt(hi)}"
+
+
+def _min_length(field: FieldInfo) -> int | None:
+    for meta in field.metadata:
+        if isinstance(meta, annotated_types.MinLen):
+            return int(meta.min_length)
+    return None
 
 
 def _max_length(field: FieldInfo) -> int | None:

@@ -62,6 +62,9 @@ def test_catalog_is_json_and_lists_params_defaults_and_bounds() -> None:
             assert entry["defaults"][param["name"]] == param["default"]
             if param["kind"] == "choice":
                 assert param["default"] in param["choices"]
+            elif param["kind"] == "text":
+                assert isinstance(param["max_length"], int), (entry["name"], param)
+                assert len(param["default"]) <= param["max_length"], (entry["name"], param)
             else:
                 assert param["kind"] in ("int", "float")
                 assert param["min"] <= param["default"] <= param["max"]

@@ -222,7 +222,9 @@ GREEDY_VS_BEAM = Experiment(
         "first token whose continuations are poor. For a few prompts each method writes a "
         "continuation of the same length, and we score every continuation again with the "
         "model, as log p(continuation | prompt) in nats. Wider beams should find more probable "
-        "text than greedy decoding; with a single token to write, the two are the same."
+        "text than greedy decoding; with a single token to write, the two are the same. The "
+        "search is still approximate: a wider beam usually, not always, beats a narrower one, "
+        "and on some prompt a narrow beam can even end below greedy."
     ),
     citation="Graves, 2012; Sutskever, Vinyals and Le, 2014",
     terms=("beam-search", "greedy-decoding"),
@@ -244,14 +246,6 @@ GREEDY_VS_BEAM = Experiment(
             metric(RUN, "widest_mean_gain_nats"),
             ">",
             0.05,
-        ),
-        Claim(
-            "wider-no-worse",
-            "On average each wider beam does at least as well as the narrower one (the "
-            "smallest change in mean log-probability, within 0.01 nats)",
-            metric(RUN, "min_widening_gain_nats"),
-            ">=",
-            -0.01,
         ),
         Claim(
             "beam-never-worse",
