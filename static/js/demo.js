@@ -260,17 +260,21 @@
     state.csv.href = blob(toCsv(result), "text/csv");
   }
 
-  // Text a run produced or read: each sample as text, or as its tokens (special ones marked).
+  // Text a run produced or read: the prompt (muted) and the text, then its tokens when they
+  // say more than the characters do (merged pieces, special tokens, partial UTF-8 bytes).
   function showSamples(samples) {
     state.samples.hidden = !samples.length;
     const items = samples.map((s) => {
-      const body = s.tokens
-        ? el("p", { class: "sample__tokens" }, ...s.tokens.map((t) =>
+      const text = el("p", { class: "sample__text" },
+        s.prompt ? el("span", { class: "sample__prompt", text: s.prompt }) : null,
+        document.createTextNode(s.text));
+      const telling = s.tokens && s.tokens.some((t) => [...t].length > 1);
+      const tokens = telling
+        ? el("p", { class: "sample__tokens", "aria-label": "tokens" }, ...s.tokens.map((t) =>
           el("span", { class: /^<\|.*\|>$/.test(t) ? "token token--special" : "token", text: t.replace(/\n/g, "⏎") })))
-        : el("p", { class: "sample__text" }, s.prompt ? el("span", { class: "sample__prompt", text: s.prompt }) : null,
-          document.createTextNode(s.text));
+        : null;
       return el("li", { class: "sample", "data-variant": s.variant || "" },
-        el("strong", { class: "sample__label", text: s.label }), body,
+        el("strong", { class: "sample__label", text: s.label }), text, tokens,
         s.note ? el("span", { class: "sample__note", text: s.note }) : null);
     });
     state.samples.replaceChildren(el("h3", { id: "demo-samples-heading", text: "Text from this run" }),
