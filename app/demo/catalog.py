@@ -15,6 +15,7 @@ from app.demo.experiment import Experiment
 from app.demo.families import (
     adaptation,
     architectures,
+    efficiency_batching,
     efficiency_decoding,
     efficiency_inference,
     efficiency_training,
@@ -39,6 +40,7 @@ FAMILIES = (
     lm_decoding,
     lm_internals,
     efficiency_decoding,
+    efficiency_batching,
     efficiency_inference,
     adaptation,
     efficiency_training,
