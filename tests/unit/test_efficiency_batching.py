@@ -92,6 +92,6 @@ def test_static_batching_wastes_steps_only_when_lengths_differ() -> None:
 
 def test_requested_lengths_stay_in_the_context() -> None:
     for seed in range(5):
-        p = params(seed=seed, mean_length=MAX_OUTPUT // 2, length_spread=1, requests=64)
+        p = params(seed=seed, mean_length=MAX_OUTPUT, length_spread=1, requests=32, slots=8)
         lengths = requested_lengths(p)
-        assert len(lengths) == 64 and 1 <= min(lengths) and max(lengths) <= MAX_OUTPUT
+        assert len(lengths) == 32 and 1 <= min(lengths) and max(lengths) <= MAX_OUTPUT
