@@ -31,12 +31,12 @@ def simulated_steps(lengths: list[int], slots: int, continuous: bool) -> list[in
     comes from its prefill, so one that wants n tokens needs n - 1 steps."""
     waiting, batch, occupancy = [[n, 1] for n in lengths], [], []
     while waiting or batch:
+        if continuous:
+            batch = [r for r in batch if r[1] < r[0]]
         if continuous or not batch:
             while waiting and len(batch) < slots:
                 batch.append(waiting.pop(0))
         active = [r for r in batch if r[1] < r[0]]
-        if continuous:
-            batch = active
         if not active:
             batch = []
             continue

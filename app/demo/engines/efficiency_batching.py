@@ -141,15 +141,15 @@ def serve(
     with torch.no_grad():
         while waiting or batch:
             check()
+            if schedule == "continuous":  # a finished request leaves; its slot is free now
+                batch = [r for r in batch if not r.finished]
             if schedule == "continuous" or not batch:  # static refills only an empty batch
                 while waiting and len(batch) < params.slots:
                     newcomer = waiting.pop(0)
                     prefill(model, newcomer, device)
                     batch.append(newcomer)
             active = [r for r in batch if not r.finished]
-            if schedule == "continuous":
-                batch = active  # a finished request leaves at once
-            if not active:  # static: the whole batch is done
+            if not active:  # static: the whole batch is done (or newcomers wanted 1 token)
                 batch = []
                 continue
             occupancy.append(len(active))

@@ -167,7 +167,7 @@ def _charts(
                 Series(
                     label="no gain",
                     points=[(1.0, 1.0), (float(longest), 1.0)],
-                    style="points",
+                    style="dashed",
                 ),
             ],
             finding=f"The cache was {fmt(speedup[0])}x as fast for the first token and "
