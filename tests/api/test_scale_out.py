@@ -107,3 +107,33 @@ def test_demo_result_computed_by_one_worker_is_served_by_another(
         shared = two.get("/api/demo", params=SMALL).json()
     assert shared["cached"] is True
     assert shared["variants"] == computed["variants"]
+
+
+@pytest.mark.skipif(not POSTGRES_ADMIN_URL, reason="the shared language model is PostgreSQL's")
+def test_two_workers_train_the_language_model_once_and_share_it(tmp_path: Path) -> None:
+    """Two workers start at once with empty cache folders: one trains (under the advisory
+    lock), the other waits and reads the weights from the database; the same hash serves."""
+    from sqlmodel import SQLModel
+
+    from app.db import make_engine
+    from app.demo.lm.config import TINY
+    from app.demo.lm.service import LanguageModelService
+    from app.models import LMWeights
+
+    engine = make_engine(make_settings(tmp_path, ROOT / "data").database_url)
+    SQLModel.metadata.create_all(engine, tables=[LMWeights.__table__])  # type: ignore[attr-defined]
+    workers = [
+        LanguageModelService(TINY, ROOT / "data", tmp_path / f"cache-{i}", engine) for i in (1, 2)
+    ]
+    for worker in workers:
+        worker.start()
+    models = [worker.wait(timeout=PATIENCE_S) for worker in workers]
+    sources = sorted(str(worker.progress().source) for worker in workers)
+    assert sources == ["database", "trained"], sources
+    assert models[0].weights_hash == models[1].weights_hash
+    for i in (1, 2):  # each worker also keeps its own file copy
+        assert list((tmp_path / f"cache-{i}" / "lm").glob("*.pt")), i
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT weights_hash FROM lmweights").all()
+    assert [r[0] for r in rows] == [models[0].weights_hash]
+    engine.dispose()
