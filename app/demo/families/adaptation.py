@@ -142,7 +142,7 @@ STUDENT_STEP_S, TEACHER_WINDOW_S = 3.5e-3, 1.5e-3
 
 
 class DistillationParams(ExperimentParams):
-    steps: int = Field(100, ge=1, le=600, description="Adam steps of each student.")
+    steps: int = Field(60, ge=1, le=600, description="Adam steps of each student.")
     train_windows: int = Field(
         16,
         ge=STUDENT_BATCH,
