@@ -314,7 +314,7 @@ def run_truncation(
                     points=[(float(i), r) for i, r in enumerate(rate_mean)],
                 )
             ],
-            finding=f"Repeated 4-gram rate_mean: {rate_text}.",
+            finding=f"Repeated 4-gram rate: {rate_text}.",
         ),
         Chart(
             id="nucleus",
