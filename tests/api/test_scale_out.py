@@ -136,4 +136,5 @@ def test_two_workers_train_the_language_model_once_and_share_it(tmp_path: Path) 
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT weights_hash FROM lmweights").all()
     assert [r[0] for r in rows] == [models[0].weights_hash]
-    engine.dispose()
+    for worker in workers:
+        worker.stop()

@@ -143,8 +143,14 @@ class LanguageModelService:
         self._thread = threading.Thread(target=self._run, name="lm-train", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop training at its next step, then close the database connections (the service
+        owns its engine: the app makes one for it)."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._database is not None:
+            self._database.dispose()
 
     def wait(self, timeout: float) -> TrainedLM:
         """Block until ready (tests, the CLI); raises ModelFailed or TimeoutError."""
