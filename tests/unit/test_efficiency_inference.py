@@ -14,14 +14,14 @@ from torch.nn import functional as F
 
 from app.demo.engines import efficiency_attention as att
 from app.demo.engines import efficiency_quantization as quant
-from app.demo.engines.lm_perplexity import held_out
 from app.demo.lm.gpt import GPT
+from app.demo.lm.text import glossary_text
 from app.demo.lm.training import eval_starts, windows
 from tests.lm_fixtures import tiny_lm
 
 
 def held_out_windows(model: GPT, count: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    ids = torch.tensor(held_out().val, dtype=torch.long)
+    ids = torch.tensor(glossary_text().val, dtype=torch.long)
     block = model.config.block_size
     return windows(ids, eval_starts(len(ids), block, count), block)
 

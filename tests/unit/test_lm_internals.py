@@ -10,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from app.demo.engines import lm_attention, lm_perplexity, lm_positions
+from app.demo.lm.text import glossary_text
 from app.demo.lm.training import eval_starts, windows
 from tests.lm_fixtures import tiny_lm
 
@@ -17,7 +18,7 @@ from tests.lm_fixtures import tiny_lm
 def test_perplexity_is_exp_of_the_mean_cross_entropy() -> None:
     lm = tiny_lm()
     model = copy.deepcopy(lm.model)
-    ids = torch.tensor(lm_perplexity.held_out().val, dtype=torch.long)
+    ids = torch.tensor(glossary_text().val, dtype=torch.long)
     block = model.config.block_size
     x, y = windows(ids, eval_starts(len(ids), block, 8), block)
     for step in sorted(lm.checkpoints):

@@ -8,7 +8,6 @@ import copy
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch.nn import functional as F
@@ -17,11 +16,10 @@ from app.demo.engines.common import fmt, num
 from app.demo.experiment import EngineOutput, Experiment, RunContext
 from app.demo.families.adaptation import STUDENT, STUDENT_BATCH, DistillationParams
 from app.demo.lm.gpt import GPT
-from app.demo.lm.text import read_text
-from app.demo.lm.training import eval_starts, windows
+from app.demo.lm.text import glossary_text
+from app.demo.lm.training import eval_starts, loss_without_grad, windows
 from app.demo.result import Chart, Number, Series, VariantResult
 
-DATA_DIR = Path(__file__).resolve().parents[3] / "data"
 LR = 3e-2  # Adam; 1e-2 and 3e-2 tried on the served model, 3e-2 learned faster for both
 EVAL_WINDOWS = 32  # 64-token windows of the held-out entries (a student scores them in ~3 ms)
 CURVE_POINTS = 12  # held-out loss measured this many times along training, after step 0
@@ -31,7 +29,7 @@ CHUNK = 32  # windows per teacher forward pass
 @functools.cache
 def glossary_ids() -> tuple[torch.Tensor, torch.Tensor]:
     """The glossary's training text (the teacher's) and its held-out entries, as token ids."""
-    text = read_text(DATA_DIR)
+    text = glossary_text()
     return torch.tensor(text.train), torch.tensor(text.val)
 
 
@@ -74,11 +72,6 @@ def kl_from_teacher(student: GPT, x: torch.Tensor, teacher_logp: torch.Tensor) -
     )
 
 
-def mean_ce(model: GPT, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return float(model.loss(x, y).item())
-
-
 @dataclass
 class Student:
     name: str
@@ -106,7 +99,7 @@ def run(experiment: Experiment, params: DistillationParams, ctx: RunContext) -> 
     order = torch.cat([torch.randperm(used, generator=g) for _ in range(passes)]).to(ctx.device)
     vstarts = eval_starts(len(val_ids), block, EVAL_WINDOWS)
     vx, vy = (t.to(ctx.device) for t in windows(val_ids, vstarts, block))
-    teacher_val = mean_ce(teacher, vx, vy)
+    teacher_val = loss_without_grad(teacher, vx, vy)
     teacher_val_logp = soft_targets(teacher, vx, 1.0)
     torch.manual_seed(params.seed)  # the student's initialization, shared by both
     init = GPT(dataclasses.replace(STUDENT, block_size=block)).to(ctx.device)
@@ -119,7 +112,7 @@ def run(experiment: Experiment, params: DistillationParams, ctx: RunContext) -> 
     for k, s in enumerate(students):
         model = copy.deepcopy(init)
         opt = torch.optim.Adam(model.parameters(), lr=LR, fused=True)
-        s.val_loss.append((0.0, num(mean_ce(model, vx, vy))))
+        s.val_loss.append((0.0, num(loss_without_grad(model, vx, vy))))
         for step in range(params.steps):
             ctx.check(k * params.steps + step, total)
             idx = order[step * STUDENT_BATCH : (step + 1) * STUDENT_BATCH]
@@ -131,9 +124,9 @@ def run(experiment: Experiment, params: DistillationParams, ctx: RunContext) -> 
             opt.step()
             s.train_loss.append(num(loss.item()))
             if step + 1 in checkpoints:  # the last step is one: final_val is its point
-                s.final_val = mean_ce(model, vx, vy)
+                s.final_val = loss_without_grad(model, vx, vy)
                 s.val_loss.append((float(step + 1), num(s.final_val)))
-        s.final_train_ce = mean_ce(model, x, y)
+        s.final_train_ce = loss_without_grad(model, x, y)
         s.kl = kl_from_teacher(model, vx, teacher_val_logp)
         if ctx.wants_progress:
             ctx.progress((k + 1) * params.steps, total, [val_chart(students, teacher_val)])

@@ -12,7 +12,6 @@ import copy
 import functools
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -23,11 +22,10 @@ from app.demo.engines.common import and_list, fmt, num
 from app.demo.experiment import EngineOutput, Experiment, RunContext
 from app.demo.families.adaptation import CLAIM_RANK, LORA_RANKS, VAL_EVERY, LoraParams
 from app.demo.lm.gpt import GPT
-from app.demo.lm.text import encode
-from app.demo.lm.training import eval_starts, windows
+from app.demo.lm.text import DATA_DIR, encode
+from app.demo.lm.training import eval_starts, loss_without_grad, windows
 from app.demo.result import Chart, Number, Series, VariantResult
 
-DATA_DIR = Path(__file__).resolve().parents[3] / "data"
 TARGETS = ("qkv", "proj")  # the attention's Linear layers that get adapters
 EMBED_STD = 0.02  # the GPT's own init std, for the embedding adapter's random factor
 EVAL_WINDOWS = 16  # 64-token windows of the held-out formulas (~1,600 tokens in all)
@@ -145,11 +143,6 @@ def logits_of(model: GPT, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def val_loss(model: GPT, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return float(model.loss(x, y).item())
-
-
 @dataclass
 class Adapted:
     """One variant's run: its model, parameter count and curves."""
@@ -179,7 +172,7 @@ def run(experiment: Experiment, params: LoraParams, ctx: RunContext) -> EngineOu
     batches = [tuple(t.to(ctx.device) for t in windows(train_ids, row, block)) for row in draws]
     cx = vx[:CHECK_WINDOWS]
     base_logits = logits_of(base, cx)
-    base_val = val_loss(base, vx, vy)
+    base_val = loss_without_grad(base, vx, vy)
     checkpoints = {round(params.steps * k / EVAL_POINTS) for k in range(1, EVAL_POINTS + 1)}
     kinds = [*LORA_RANKS, 0]  # rank 0: full fine-tuning
     total = len(kinds) * params.steps
@@ -202,7 +195,7 @@ def run(experiment: Experiment, params: LoraParams, ctx: RunContext) -> EngineOu
             opt.step()
             result.train_loss.append(num(loss.item()))
             if step + 1 in checkpoints:
-                result.val_loss.append((float(step + 1), num(val_loss(model, vx, vy))))
+                result.val_loss.append((float(step + 1), num(loss_without_grad(model, vx, vy))))
         runs[rank] = result
         if ctx.wants_progress:
             ctx.progress((k + 1) * params.steps, total, [val_chart(runs, base_val)])

@@ -23,10 +23,10 @@ from torch._C._profiler import _ExperimentalConfig
 from torch.nn import functional as F
 
 from app.demo.engines.common import and_list, fmt, num
-from app.demo.engines.lm_perplexity import held_out
 from app.demo.experiment import EngineOutput, Experiment, RunContext
 from app.demo.families.efficiency_inference import GroupedParams, KernelParams, sweep_lengths
 from app.demo.lm.gpt import GPT, KV, CausalSelfAttention, Inspect, rotate
+from app.demo.lm.text import glossary_text
 from app.demo.lm.training import windows
 from app.demo.result import Chart, Number, Series, VariantResult
 
@@ -303,7 +303,7 @@ def run_grouped(experiment: Experiment, params: GroupedParams, ctx: RunContext) 
     model.eval()
     block, n_head = model.config.block_size, model.config.n_head
     kv_heads = [n_head, n_head // 2, 1]  # mha, gqa-2, mqa
-    ids = torch.tensor(held_out().val, dtype=torch.long)
+    ids = torch.tensor(glossary_text().val, dtype=torch.long)
     g = torch.Generator().manual_seed(params.seed)
     starts = torch.randint(0, len(ids) - block - 1, (params.windows,), generator=g)
     x, y = (z.to(ctx.device) for z in windows(ids, starts, block))

@@ -19,7 +19,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from app.demo.engines.common import and_list, curve, num
-from app.demo.engines.lm_perplexity import held_out
 from app.demo.experiment import EngineOutput, Experiment, RunContext
 from app.demo.families.efficiency_training import (
     BATCH_TOKENS,
@@ -32,6 +31,7 @@ from app.demo.families.efficiency_training import (
     MoEParams,
 )
 from app.demo.lm.gpt import GPT
+from app.demo.lm.text import glossary_text
 from app.demo.lm.training import eval_starts, windows
 from app.demo.result import Chart, Number, Series, VariantResult
 
@@ -229,7 +229,7 @@ def run(experiment: Experiment, params: MoEParams, ctx: RunContext) -> EngineOut
     model.requires_grad_(False)
     frozen = Frozen(model)
     block, c = model.config.block_size, model.config.n_embd
-    text = held_out()  # the glossary's text: its training and held-out splits
+    text = glossary_text()  # the glossary's text: its training and held-out splits
     g = torch.Generator().manual_seed(params.seed)
 
     def tokens(ids: list[int], starts: torch.Tensor) -> Tokens:

@@ -20,7 +20,6 @@ import torch
 from torch.nn import functional as F
 
 from app.demo.engines.common import fmt, num
-from app.demo.engines.lm_perplexity import held_out
 from app.demo.experiment import EngineOutput, Experiment, RunContext
 from app.demo.families.efficiency_training import (
     FLOAT16_MAX,
@@ -30,6 +29,7 @@ from app.demo.families.efficiency_training import (
     PrecisionParams,
 )
 from app.demo.lm.gpt import GPT
+from app.demo.lm.text import glossary_text
 from app.demo.lm.training import windows
 from app.demo.result import Chart, Number, Series, VariantResult
 
@@ -101,7 +101,7 @@ def histogram(g: torch.Tensor) -> list[tuple[float, Number]]:
 def run(experiment: Experiment, params: PrecisionParams, ctx: RunContext) -> EngineOutput:
     model: GPT = ctx.lm.model  # each run deep-copies it before casting
     block = model.config.block_size
-    ids = torch.tensor(held_out().train, dtype=torch.long)
+    ids = torch.tensor(glossary_text().train, dtype=torch.long)
     g = torch.Generator().manual_seed(params.seed)
     starts = torch.randint(0, len(ids) - block - 1, (params.windows,), generator=g)
     x, y = (t.to(ctx.device) for t in windows(ids, starts, block))

@@ -18,7 +18,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from app.demo.engines.common import and_list, fmt, num
-from app.demo.engines.lm_perplexity import held_out
 from app.demo.experiment import EngineOutput, Experiment, RunContext
 from app.demo.families.efficiency_inference import (
     ACTIVATION_BITS,
@@ -26,6 +25,7 @@ from app.demo.families.efficiency_inference import (
     QuantizationParams,
 )
 from app.demo.lm.gpt import GPT
+from app.demo.lm.text import glossary_text
 from app.demo.lm.training import eval_starts, windows
 from app.demo.result import Chart, Number, Series, VariantResult
 
@@ -145,7 +145,7 @@ def run(experiment: Experiment, params: QuantizationParams, ctx: RunContext) -> 
     model: GPT = copy.deepcopy(ctx.lm.model).to(ctx.device)  # the served model is shared
     model.eval()
     block = model.config.block_size
-    ids = torch.tensor(held_out().val, dtype=torch.long)
+    ids = torch.tensor(glossary_text().val, dtype=torch.long)
     x, y = (
         t.to(ctx.device) for t in windows(ids, eval_starts(len(ids), block, params.windows), block)
     )

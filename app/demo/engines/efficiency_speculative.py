@@ -14,7 +14,6 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -27,16 +26,10 @@ from app.demo.families.efficiency_decoding import (
     SpeculativeParams,
 )
 from app.demo.lm.gpt import GPT, KV
-from app.demo.lm.text import VOCAB_SIZE, LMText, decode, encode, read_text, token_name
+from app.demo.lm.text import VOCAB_SIZE, decode, encode, glossary_text, token_name
 from app.demo.result import Chart, Number, Series, TextSample, VariantResult
 
-DATA_DIR = Path(__file__).resolve().parents[3] / "data"
 Before = Callable[[], None]  # called before every forward pass of the model (cancellation)
-
-
-@functools.cache
-def glossary_text(data_dir: Path = DATA_DIR) -> LMText:
-    return read_text(data_dir)
 
 
 @dataclass(frozen=True)
@@ -90,9 +83,9 @@ def count_ngrams(train: list[int], order: int) -> NGramDraft:
 
 
 @functools.cache
-def ngram_draft(order: int, data_dir: Path = DATA_DIR) -> NGramDraft:
+def ngram_draft(order: int) -> NGramDraft:
     """The draft counted from the glossary's training text, once per process and order."""
-    return count_ngrams(glossary_text(data_dir).train, order)
+    return count_ngrams(glossary_text().train, order)
 
 
 @dataclass

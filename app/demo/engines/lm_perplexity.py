@@ -5,9 +5,7 @@ against exp of torch's cross-entropy."""
 from __future__ import annotations
 
 import copy
-import functools
 import math
-from pathlib import Path
 
 import torch
 from torch.nn import functional as F
@@ -16,16 +14,9 @@ from app.demo.engines.common import curve, fmt, loss_chart, num
 from app.demo.experiment import EngineOutput, Experiment, RunContext
 from app.demo.families.lm_internals import CHECKPOINTS, PerplexityParams
 from app.demo.lm.gpt import GPT
-from app.demo.lm.text import VOCAB_SIZE, LMText, read_text
+from app.demo.lm.text import VOCAB_SIZE, glossary_text
 from app.demo.lm.training import eval_starts, windows
 from app.demo.result import Chart, Number, Series, VariantResult
-
-DATA_DIR = Path(__file__).resolve().parents[3] / "data"
-
-
-@functools.cache
-def held_out() -> LMText:
-    return read_text(DATA_DIR)
 
 
 def score(model: GPT, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -48,7 +39,7 @@ def run(experiment: Experiment, params: PerplexityParams, ctx: RunContext) -> En
     model.eval()
     block = model.config.block_size
     if params.evaluate_on == "validation":
-        ids = torch.tensor(held_out().val, dtype=torch.long)
+        ids = torch.tensor(glossary_text().val, dtype=torch.long)
     else:
         g = torch.Generator().manual_seed(params.seed)
         ids = torch.randint(0, 256, (block * params.windows * 2,), generator=g)

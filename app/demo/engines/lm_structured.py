@@ -9,18 +9,16 @@ output a prefix of a valid record (None once the record is complete).
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 
 import torch
 
 from app.demo.engines.common import fmt
-from app.demo.engines.lm_tokenization import DATA_DIR
 from app.demo.experiment import EngineOutput, Experiment, RunContext
 from app.demo.families.lm_formats import StructuredParams
 from app.demo.lm.generate import Sampling, generate
-from app.demo.lm.text import END, VOCAB_SIZE, decode, encode, read_text
+from app.demo.lm.text import END, VOCAB_SIZE, decode, encode, glossary_text
 from app.demo.result import Chart, Number, Series, TextSample, VariantResult
 
 PROMPT = '{"term": "'
@@ -28,9 +26,8 @@ MIDDLE = '", "category": "'
 TERM_BYTES = tuple(b for b in range(0x20, 0x7F) if b not in (ord('"'), ord("\\")))
 
 
-@functools.cache
 def categories() -> tuple[str, ...]:
-    return read_text(DATA_DIR).categories
+    return glossary_text().categories
 
 
 def valid_record(text: str, cats: Sequence[str]) -> bool:

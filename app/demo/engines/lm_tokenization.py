@@ -7,24 +7,22 @@ Pure Python (app/demo/lm/bpe.py); no model and no torch is needed.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 from app.demo.engines.common import and_list, fmt, num
 from app.demo.experiment import EngineOutput, Experiment, RunContext
 from app.demo.families.lm_formats import BPEParams
 from app.demo.lm import bpe
-from app.demo.lm.text import BYTE_VOCAB, decode, read_text
+from app.demo.lm.text import BYTE_VOCAB, decode, glossary_text
 from app.demo.result import Chart, Number, Series, TextSample, VariantResult
 
-DATA_DIR = Path(__file__).resolve().parents[3] / "data"
 GLOSSARY_BYTES = 20_000  # training ids of the glossary text to learn on
 SHOWN_MERGES = 20
 
 
 @functools.cache
-def glossary_text() -> str:
+def learning_text() -> str:
     """The first 20 KB of the model's training text (bytes only; special tokens dropped)."""
-    ids = [i for i in read_text(DATA_DIR).train[: GLOSSARY_BYTES * 2] if i < BYTE_VOCAB]
+    ids = [i for i in glossary_text().train[: GLOSSARY_BYTES * 2] if i < BYTE_VOCAB]
     return decode(ids[:GLOSSARY_BYTES])
 
 
@@ -34,7 +32,7 @@ def merge_counts(n: int) -> list[int]:
 
 
 def run(experiment: Experiment, params: BPEParams, ctx: RunContext) -> EngineOutput:
-    text = params.text or glossary_text()
+    text = params.text or learning_text()
     ctx.progress(0, params.merges + 1)
     learned = bpe.train(text, params.merges, check=ctx.check)
     counts = [min(n, len(learned.merges)) for n in merge_counts(params.merges)]

@@ -7,6 +7,7 @@ slug, so the split never changes when other entries are added.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -144,3 +145,13 @@ def build_text(terms: dict[str, TermFile]) -> LMText:
 def read_text(data_dir: Path) -> LMText:
     """The text of the glossary under data_dir (validated like any load)."""
     return build_text(read_corpus(data_dir).terms)
+
+
+DATA_DIR = Path(__file__).resolve().parents[3] / "data"  # the repository's own entries
+
+
+@functools.cache
+def glossary_text() -> LMText:
+    """The repository's glossary as the model's text, read once per process: the text every
+    experiment engine scores, counts or adapts on (never written to)."""
+    return read_text(DATA_DIR)

@@ -80,6 +80,12 @@ def mean_loss(model: GPT, ids: torch.Tensor, starts: torch.Tensor, block: int) -
     return sum(losses) / len(x)
 
 
+def loss_without_grad(model: GPT, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean next-token cross-entropy (nats) of (B, T) windows, no autograd graph kept."""
+    with torch.no_grad():
+        return float(model.loss(x, y).item())
+
+
 def weights_hash(state: dict[str, torch.Tensor]) -> str:
     """sha256 of every tensor's name, shape, dtype and bytes, in name order."""
     digest = hashlib.sha256()
