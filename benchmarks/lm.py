@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +28,8 @@ TRAINING_TARGET_S = 60.0  # the issue's bound for FULL on the reference 2-core C
 
 
 def timed_training(spec: LMSpec, text: LMText) -> TrainedLM:
-    t0 = time.perf_counter()
     trained = train(spec, text)
-    seconds = time.perf_counter() - t0
+    seconds = trained.log.seconds  # the whole training, timed by train() itself
     log = trained.log
     steps = len(log.train_loss)
     ok = "ok" if seconds <= TRAINING_TARGET_S else "MISSED"
