@@ -37,6 +37,12 @@ class Term(SQLModel, table=True):
     illustration_file: str | None = None
     illustration_alt: str | None = None
     illustration_caption: str | None = None
+    # The work that introduced the idea (data/terms' introduced_in), its one link resolved
+    introduced_title: str | None = None
+    introduced_authors: str | None = None
+    introduced_year: int | None = None
+    introduced_url: str | None = None
+    introduced_id: str | None = None  # "arXiv:1512.03385" or "doi:10...." when it has one
 
 
 class Synonym(SQLModel, table=True):

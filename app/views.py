@@ -51,6 +51,16 @@ class Illustration(BaseModel):
     caption: str
 
 
+class IntroducedIn(BaseModel):
+    """The paper (or book, or report) that introduced the idea."""
+
+    title: str
+    authors: str
+    year: int = Field(description="Year of first public release (arXiv or publication)")
+    url: str = Field(description="The arXiv abstract, the DOI resolver or the page given")
+    identifier: str | None = Field(description='"arXiv:<id>" or "doi:<doi>" when known')
+
+
 class ExperimentClaim(BaseModel):
     id: str
     statement: str
@@ -90,6 +100,7 @@ class TermView(BaseModel):
     organizations: list[OrganizationNote]
     read_more: list[Link]
     illustration: Illustration | None
+    introduced_in: IntroducedIn | None
     demo_preset: str = Field(description="The live experiment the page opens on")
     experiment: ExperimentRef
     json_ld: dict[str, Any] = Field(description="schema.org DefinedTerm")

@@ -38,6 +38,7 @@ def _terms(corpus: Corpus) -> list[Term]:
     for slug, term in sorted(corpus.terms.items()):
         sections = corpus.rendered[slug].sections
         illustration = term.illustration
+        source = term.introduced_in
         rows.append(
             Term(
                 slug=slug,
@@ -57,6 +58,11 @@ def _terms(corpus: Corpus) -> list[Term]:
                 illustration_file=illustration.file if illustration else None,
                 illustration_alt=illustration.alt if illustration else None,
                 illustration_caption=illustration.caption if illustration else None,
+                introduced_title=source.title if source else None,
+                introduced_authors=source.authors if source else None,
+                introduced_year=source.year if source else None,
+                introduced_url=source.link if source else None,
+                introduced_id=source.identifier if source else None,
             )
         )
     return rows

@@ -5,9 +5,9 @@ import hashlib
 from pathlib import Path
 
 # Bump when loading or rendering changes, so existing databases are reloaded on start.
-LOADER_VERSION = "6"
+LOADER_VERSION = "7"
 # Bump when a table changes shape: the next load rebuilds the tables.
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 
 def data_files(data_dir: Path) -> list[Path]:

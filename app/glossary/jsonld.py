@@ -26,6 +26,7 @@ def defined_term(base_url: str, term: Term, synonyms: list[str]) -> dict[str, An
         "alternateName": synonyms,
         "url": url,
         "termCode": term.slug,
+        **_citation(term),
         "inDefinedTermSet": {
             "@type": "DefinedTermSet",
             "@id": index,
@@ -33,6 +34,22 @@ def defined_term(base_url: str, term: Term, synonyms: list[str]) -> dict[str, An
             "url": index,
         },
     }
+
+
+def _citation(term: Term) -> dict[str, Any]:
+    """The work that introduced the term, as schema.org's `citation` (absent when none)."""
+    if term.introduced_title is None:
+        return {}
+    work: dict[str, Any] = {
+        "@type": "ScholarlyArticle",
+        "name": term.introduced_title,
+        "author": term.introduced_authors,
+        "datePublished": str(term.introduced_year),
+        "url": term.introduced_url,
+    }
+    if term.introduced_id:
+        work["identifier"] = term.introduced_id
+    return {"citation": work}
 
 
 def build_glossary(session: Session, base_url: str) -> DefinedTermSet:

@@ -24,6 +24,7 @@ from app.views import (
     ExperimentClaim,
     ExperimentRef,
     Illustration,
+    IntroducedIn,
     LetterCount,
     Link,
     OrganizationNote,
@@ -156,6 +157,7 @@ def build_term(session: Session, slug: str, base_url: str) -> TermView:
         ],
         read_more=[Link(title=r.title, url=r.url) for r in read_more],
         illustration=illustration,
+        introduced_in=introduced_in(term),
         demo_preset=experiment.name,
         experiment=ExperimentRef(
             name=experiment.name,
@@ -167,4 +169,16 @@ def build_term(session: Session, slug: str, base_url: str) -> TermView:
             api_url=urls.demo_result(experiment.name),
         ),
         json_ld=defined_term(base_url, term, list(synonyms)),
+    )
+
+
+def introduced_in(term: Term) -> IntroducedIn | None:
+    if term.introduced_title is None:
+        return None
+    return IntroducedIn(
+        title=term.introduced_title,
+        authors=term.introduced_authors or "",
+        year=term.introduced_year or 0,
+        url=term.introduced_url or "",
+        identifier=term.introduced_id,
     )

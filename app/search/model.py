@@ -42,6 +42,7 @@ TIERS = tuple(TIER_COLUMNS)
 BUCKET_SCORE = {
     "exact_title": 1000.0,
     "exact_synonym": 950.0,
+    "abbreviation": 900.0,  # an entry's abbreviation inside a longer query
     "corrected": 850.0,
     "title": 700.0,
     "names": 550.0,

@@ -3,11 +3,13 @@ that finds anything, scored, paged and highlighted."""
 
 from collections.abc import Sequence
 
+from sqlalchemy import Connection
 from sqlmodel import Session
 
 from app.search import lookups
 from app.search.backend import fulltext_for
 from app.search.highlight import Highlighter, excerpt, highlight
+from app.search.inflection import is_abbreviation, name_variants
 from app.search.lookups import StoredDoc
 from app.search.model import BUCKET_SCORE, LEVEL_PENALTY, MAX_TOTAL, TIERS, Hit, Results, Term
 from app.search.query import corrected_names, parse_query, prepare, stages
@@ -41,7 +43,7 @@ def _hit(
         matched_field, synonym = ("title", None) if is_title else ("synonyms", name)
     elif bucket == "title":
         matched_field, synonym = "title", None
-    elif bucket in ("names", "corrected"):
+    elif bucket in ("names", "corrected", "abbreviation"):
         matched_field, synonym = matched_name(doc, terms)
     else:
         matched_field, synonym = ("summary" if bucket == "head" else "body"), None
@@ -84,6 +86,13 @@ def _corrected_query(terms: Sequence[Term], top: StoredDoc | None) -> str:
     return " ".join(words)
 
 
+def _abbreviations(conn: Connection, words: list[str], category: str | None) -> list[int]:
+    """Entries one of the query's words names as an abbreviation, in the query's order."""
+    found = lookups.exact_names(conn, words, category)
+    by_name = {fold(name): doc_id for doc_id, name, _ in reversed(found) if is_abbreviation(name)}
+    return list(dict.fromkeys(by_name[w] for w in words if w in by_name))
+
+
 def search(
     session: Session, query: str, *, limit: int = 20, offset: int = 0, category: str | None = None
 ) -> Results:
@@ -96,8 +105,14 @@ def search(
     fulltext = fulltext_for(conn)
     parsed = prepare(conn, parsed)
     needed = offset + limit
-    wanted = " ".join(t.word for t in parsed)
-    exact = lookups.exact_names(conn, [wanted], category)
+    words = [t.word for t in parsed]
+    wanted = " ".join(words)
+    # the query as typed is a name; else the query with other endings ("system prompts")
+    exact = lookups.exact_names(conn, [wanted], category) or lookups.exact_names(
+        conn, name_variants(words), category
+    )
+    # else an abbreviation it contains that names an entry ("MMLU benchmark" -> MMLU)
+    abbreviations = [] if exact or len(words) < 2 else _abbreviations(conn, words, category)
     if exact and any(t.dead for t in parsed):  # a name with the spaces taken out
         parsed = [Term(t.word, t.prefix, completions=t.completions) for t in parsed]
     for level, terms in stages(conn, parsed):
@@ -114,6 +129,10 @@ def search(
                 ranked.append(
                     (doc_id, BUCKET_SCORE[bucket], bucket, None if level else (name, is_title))
                 )
+                seen.add(doc_id)
+        for doc_id in [] if level else abbreviations:
+            if doc_id not in seen:
+                ranked.append((doc_id, BUCKET_SCORE["abbreviation"], "abbreviation", None))
                 seen.add(doc_id)
         count, among = fulltext.count(terms, category, sorted(seen))
         if not count and not seen:

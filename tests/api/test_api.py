@@ -47,6 +47,21 @@ def test_term_detail(client: TestClient) -> None:
     assert term["json_ld"]["alternateName"] == term["synonyms"]
     assert 3 <= len(term["related"]) <= 8
     assert term["demo_preset"] == "residual-vs-plain"
+    assert term["introduced_in"] == {
+        "title": "Deep Residual Learning for Image Recognition",
+        "authors": "He, Zhang, Ren, Sun",
+        "year": 2015,
+        "url": "https://arxiv.org/abs/1512.03385",
+        "identifier": "arXiv:1512.03385",
+    }
+    assert term["json_ld"]["citation"] == {
+        "@type": "ScholarlyArticle",
+        "name": "Deep Residual Learning for Image Recognition",
+        "author": "He, Zhang, Ren, Sun",
+        "datePublished": "2015",
+        "url": "https://arxiv.org/abs/1512.03385",
+        "identifier": "arXiv:1512.03385",
+    }
 
 
 def test_synonym_slug_redirects_permanently(client: TestClient) -> None:

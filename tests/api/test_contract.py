@@ -196,6 +196,18 @@ def check_term(page: BeautifulSoup, view: Json, seen: Seen) -> None:
         seen["illustrations"] += 1
     else:
         none(page, "figure.illustration")
+    # the work that introduced it: title, link, authors and year
+    source = view["introduced_in"]
+    if source is not None:
+        origin = one(page, ".term__origin")
+        assert text(one(origin, "cite")) == source["title"]
+        assert href(one(origin, "a")) == source["url"]
+        assert text(origin).endswith(f"({source['authors']}, {source['year']})")
+        assert view["json_ld"]["citation"]["name"] == source["title"]
+        seen["sources"] += 1
+    else:
+        none(page, ".term__origin")
+        assert "citation" not in view["json_ld"]
     # organizations: name, link and what the note says
     orgs = [
         (text(one(li, ".org-notes__name")), href(one(li, ".org-notes__name")), text(li.span))
@@ -446,6 +458,7 @@ def test_every_page_shows_what_its_json_twin_says(client: TestClient) -> None:
         "organization notes",
         "formulas",
         "illustrations",
+        "sources",
         "experiments",
         "category terms",
         "organization terms",

@@ -143,3 +143,14 @@ def test_illustration_served_as_svg(client: TestClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("image/svg+xml")
     assert client.get("/illustrations/..%2Fcategories.toml").status_code == 404
+
+
+def test_term_page_names_the_paper_that_introduced_it(client: TestClient) -> None:
+    page = soup(client, "/terms/residual-connection")
+    origin = page.select_one(".term__origin")
+    assert origin is not None
+    text = origin.get_text(" ", strip=True)
+    assert "Introduced in Deep Residual Learning for Image Recognition" in text
+    assert "He, Zhang, Ren, Sun, 2015" in text
+    assert origin.a is not None and origin.a["href"] == "https://arxiv.org/abs/1512.03385"
+    assert soup(client, "/terms/epoch").select_one(".term__origin") is None  # no single paper

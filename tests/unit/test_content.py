@@ -117,6 +117,33 @@ def test_valid_corpus_reads(data_dir: Path) -> None:
             "illustration.file: no such file illustrations/absent.svg",
         ),
         ("resnet", {"colour": "blue"}, "terms/resnet.toml: colour: unknown field"),
+        (
+            "resnet",
+            {"introduced_in": {"title": "Deep Residual Learning", "authors": "He", "year": 2015}},
+            "terms/resnet.toml: introduced_in: Value error, needs an arxiv id, a doi or a url",
+        ),
+        (
+            "resnet",
+            {
+                "introduced_in": {
+                    "title": "Deep Residual Learning",
+                    "authors": "He, Zhang, Ren, Sun",
+                    "year": 2016,
+                    "arxiv": "1512.03385",
+                }
+            },
+            "introduced_in: Value error, year 2016 is after its arXiv posting (2015)",
+        ),
+        (
+            "resnet",
+            {"introduced_in": {"title": "T", "authors": "He", "year": 2015, "arxiv": "1512-033"}},
+            "terms/resnet.toml: introduced_in.arxiv: String should match pattern",
+        ),
+        (
+            "resnet",
+            {"introduced_in": {"title": "T", "authors": "He", "year": 2015, "doi": "doi.org/x"}},
+            "terms/resnet.toml: introduced_in.doi: String should match pattern",
+        ),
     ],
 )
 def test_each_problem_names_file_field_and_reason(
@@ -312,4 +339,36 @@ def test_check_rejects_an_experiment_naming_a_term_the_glossary_lacks(data_dir: 
     assert (
         "app/demo/families/generalization.py: dropout.terms: unknown term 'dropout'" in check.output
     )
-    assert "problem(s) found in the experiments" in check.output
+    assert "problem(s) found" in check.output
+
+
+def test_check_rejects_text_two_entries_share(tmp_path: Path) -> None:
+    """A shared sentence or 8-word run is reported once per pair of sections; a quoted title
+    and a parenthesized citation are not prose and may repeat."""
+    from app.content.overlap import overlap_problems
+
+    def distinct(n: int, tag: str) -> str:  # filler no other section shares
+        return " ".join(f"{tag}{i}" for i in range(n))
+
+    entries = default_terms()
+    for slug, entry in entries.items():
+        for section, n in (("summary", 8), ("definition", 70), ("background", 90)):
+            entry[section] = distinct(n, f"{slug.replace('-', '')}{section[:3]}")
+        entry["usage_note"] = distinct(35, f"{slug.replace('-', '')}use")
+    title = '"Deep Residual Learning for Image Recognition and Other Things Too"'
+    entries["resnet"]["background"] += f" As {title} (He, Zhang, Ren and Sun, 2015) showed."
+    entries["layer-normalization"]["background"] += f" {title} (He, Zhang, Ren and Sun, 2015)."
+    data_dir = write_corpus(tmp_path / "data", entries)
+    assert overlap_problems(read_corpus(data_dir)) == []
+
+    copied = "the quick network learns a correction to what it already receives"
+    entries["resnet"]["usage_note"] += f" In short, {copied} here."
+    entries["vanishing-gradient"]["summary"] += f" Also {copied}, they say."
+    write_corpus(data_dir, entries)
+    problems = [str(p) for p in overlap_problems(read_corpus(data_dir))]
+    assert problems == [
+        "terms/vanishing-gradient.toml: summary: shares 'the quick network learns a correction "
+        "to what' with terms/resnet.toml (usage_note); write it afresh"
+    ], problems
+    check = runner.invoke(cli, ["check", "--data-dir", str(data_dir)])
+    assert check.exit_code == 1 and "write it afresh" in check.output

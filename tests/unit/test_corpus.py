@@ -9,17 +9,53 @@ DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 def test_corpus_passes_and_has_the_promised_breadth() -> None:
+    """Issue 14: 250+ entries across the old six categories and the new ones, at least 36
+    illustrated (15 more than before it), 60% with the paper that introduced the idea."""
     corpus = read_corpus(DATA)  # raises ContentError listing every problem
-    assert len(corpus.terms) >= 80
+    assert len(corpus.terms) >= 250
     per_category = Counter(term.category for term in corpus.terms.values())
-    assert per_category["model-architecture"] >= 20
-    assert per_category["training-optimization"] >= 15
+    assert set(per_category) == set(corpus.categories), "a category with no entry"
+    assert per_category["model-architecture"] >= 30
+    assert per_category["training-optimization"] >= 30
     assert per_category["prompting"] >= 15
     for category in ("inference-deployment", "data-tokenization", "evaluation-safety"):
-        assert per_category[category] >= 5, category
+        assert per_category[category] >= 10, category
+    for category in ("foundations", "classic-machine-learning", "evaluation-metrics", "systems"):
+        assert per_category[category] >= 10, category
     assert len(corpus.organizations) >= 12
     illustrated = [t for t in corpus.terms.values() if t.illustration]
-    assert len(illustrated) >= 15
+    assert len(illustrated) >= 36
+    sourced = [t for t in corpus.terms.values() if t.introduced_in]
+    assert len(sourced) >= 0.6 * len(corpus.terms), (len(sourced), len(corpus.terms))
+
+
+def test_no_two_entries_share_a_sentence_or_an_eight_word_run() -> None:
+    from app.content.overlap import overlap_problems
+
+    problems = overlap_problems(read_corpus(DATA))
+    assert problems == [], "\n".join(map(str, problems))
+
+
+def test_one_year_per_paper() -> None:
+    """The year of first public release, the same everywhere: two entries citing the same
+    work (by arXiv id or DOI) give it the same year, and an entry's text cites its own
+    introducing paper's first author with that year when it cites it at all."""
+    import re
+
+    corpus = read_corpus(DATA)
+    years: dict[str, set[int]] = {}
+    for slug, term in corpus.terms.items():
+        source = term.introduced_in
+        if source is None:
+            continue
+        if source.identifier:
+            years.setdefault(source.identifier, set()).add(source.year)
+        first_author = source.authors.split(",")[0].split()[-1]
+        text = " ".join([term.definition, term.background, term.usage_note])
+        cited = re.findall(rf"\b{re.escape(first_author)}\b[^()]{{0,40}}?,? (\d{{4}})\)", text)
+        # the same first author may have other papers; the introducing year must be among them
+        assert not cited or source.year in {int(y) for y in cited}, (slug, source.year, cited)
+    assert {k: v for k, v in years.items() if len(v) > 1} == {}
 
 
 def test_abbreviations_people_type_are_synonyms() -> None:
@@ -33,6 +69,17 @@ def test_abbreviations_people_type_are_synonyms() -> None:
         "cot": "chain-of-thought-prompting",
         "sgd": "stochastic-gradient-descent",
         "skip connection": "residual-connection",
+        "llm": "large-language-model",
+        "gan": "generative-adversarial-network",
+        "vae": "variational-autoencoder",
+        "pca": "principal-component-analysis",
+        "svm": "support-vector-machine",
+        "knn": "k-nearest-neighbors",
+        "vit": "vision-transformer",
+        "ppo": "proximal-policy-optimization",
+        "peft": "parameter-efficient-fine-tuning",
+        "fsdp": "fully-sharded-data-parallel",
+        "mcp": "model-context-protocol",
     }
     for abbreviation, slug in expected.items():
         assert synonyms.get(abbreviation) == slug, abbreviation
