@@ -42,9 +42,9 @@ TIERS = tuple(TIER_COLUMNS)
 BUCKET_SCORE = {
     "exact_title": 1000.0,
     "exact_synonym": 950.0,
-    "abbreviation": 900.0,  # an entry's abbreviation inside a longer query
     "corrected": 850.0,
     "title": 700.0,
+    "abbreviation": 600.0,  # an entry's abbreviation inside a longer query ("MMLU benchmark")
     "names": 550.0,
     "head": 400.0,
     "full": 250.0,

@@ -102,9 +102,7 @@ def search(
     if not parsed:
         return results
     conn = session.connection()
-    fulltext = fulltext_for(conn)
     parsed = prepare(conn, parsed)
-    needed = offset + limit
     words = [t.word for t in parsed]
     wanted = " ".join(words)
     # the query as typed is a name; else the query with other endings ("system prompts")
@@ -115,51 +113,86 @@ def search(
     abbreviations = [] if exact or len(words) < 2 else _abbreviations(conn, words, category)
     if exact and any(t.dead for t in parsed):  # a name with the spaces taken out
         parsed = [Term(t.word, t.prefix, completions=t.completions) for t in parsed]
-    for level, terms in stages(conn, parsed):
+    staged = stages(conn, parsed)
+    for level, terms in staged:
         if level and exact:
             break  # an exact name is never a typo
         named = exact or (
             lookups.exact_names(conn, corrected_names(terms), category) if level else []
         )
-        ranked: list[tuple[int, float, str, tuple[str, bool] | None]] = []
-        seen: set[int] = set()
-        for doc_id, name, is_title in named:
-            if doc_id not in seen:
-                bucket = "corrected" if level else ("exact_title" if is_title else "exact_synonym")
-                ranked.append(
-                    (doc_id, BUCKET_SCORE[bucket], bucket, None if level else (name, is_title))
-                )
-                seen.add(doc_id)
-        for doc_id in [] if level else abbreviations:
-            if doc_id not in seen:
-                ranked.append((doc_id, BUCKET_SCORE["abbreviation"], "abbreviation", None))
-                seen.add(doc_id)
-        count, among = fulltext.count(terms, category, sorted(seen))
-        if not count and not seen:
+        shortened = [] if level else abbreviations
+        answer = _answer(conn, query, level, terms, named, shortened, category, offset, limit)
+        if answer is None:
             continue
-        results.total_exact = count <= MAX_TOTAL
-        total = count + len(seen) - among if results.total_exact else MAX_TOTAL
-        known_total = total if results.total_exact else None
-        for tier in TIERS:
-            if len(ranked) >= needed:
-                break
-            fetched = fulltext.ranked(tier, terms, category, needed + len(seen), known_total)
-            for doc_id, relevance in fetched:
-                if doc_id not in seen:
-                    seen.add(doc_id)
-                    ranked.append((doc_id, BUCKET_SCORE[tier] + _squash(relevance), tier, None))
-        page = ranked[offset:needed]
-        docs = lookups.documents(conn, [doc_id for doc_id, _, _, _ in page])
-        results.total = total
-        highlighter = Highlighter(terms)
-        results.hits = [
-            _hit(
-                docs[doc_id], terms, score - LEVEL_PENALTY * level, bucket, exact_name, highlighter
-            )
-            for doc_id, score, bucket, exact_name in page
-        ]
-        if level:
-            top = docs.get(page[0][0]) if page else None
-            results.corrected_query = _corrected_query(terms, top)
-        return results
+        if level == 0 and not exact and answer[1] in WEAK_BUCKETS:
+            # the words match only inside texts: a name one typo away is what was meant
+            # ("lose function" -> Loss Function, though some text says "lose")
+            for typo_level, typo_terms in staged:
+                corrected = lookups.exact_names(conn, corrected_names(typo_terms), category)
+                if corrected:
+                    no_abbreviations: list[int] = []
+                    args = (typo_level, typo_terms, corrected, no_abbreviations)
+                    answer = _answer(conn, query, *args, category, offset, limit) or answer
+                    break
+        return answer[0]
     return results
+
+
+# Buckets where no name holds the query's words: a name within a typo is likelier meant.
+WEAK_BUCKETS = ("head", "full")
+
+
+def _answer(
+    conn: Connection,
+    query: str,
+    level: int,
+    terms: list[Term],
+    named: list[tuple[int, str, bool]],
+    abbreviations: list[int],
+    category: str | None,
+    offset: int,
+    limit: int,
+) -> tuple[Results, str] | None:
+    """One stage's results and the first hit's bucket; None when the stage finds nothing."""
+    fulltext = fulltext_for(conn)
+    needed = offset + limit
+    results = Results(query=query, total=0)
+    ranked: list[tuple[int, float, str, tuple[str, bool] | None]] = []
+    seen: set[int] = set()
+    for doc_id, name, is_title in named:
+        if doc_id not in seen:
+            bucket = "corrected" if level else ("exact_title" if is_title else "exact_synonym")
+            ranked.append(
+                (doc_id, BUCKET_SCORE[bucket], bucket, None if level else (name, is_title))
+            )
+            seen.add(doc_id)
+    for doc_id in abbreviations:
+        if doc_id not in seen:
+            ranked.append((doc_id, BUCKET_SCORE["abbreviation"], "abbreviation", None))
+            seen.add(doc_id)
+    count, among = fulltext.count(terms, category, sorted(seen))
+    if not count and not seen:
+        return None
+    results.total_exact = count <= MAX_TOTAL
+    total = count + len(seen) - among if results.total_exact else MAX_TOTAL
+    known_total = total if results.total_exact else None
+    for tier in TIERS:
+        if len(ranked) >= needed:
+            break
+        fetched = fulltext.ranked(tier, terms, category, needed + len(seen), known_total)
+        for doc_id, relevance in fetched:
+            if doc_id not in seen:
+                seen.add(doc_id)
+                ranked.append((doc_id, BUCKET_SCORE[tier] + _squash(relevance), tier, None))
+    page = ranked[offset:needed]
+    docs = lookups.documents(conn, [doc_id for doc_id, _, _, _ in page])
+    results.total = total
+    highlighter = Highlighter(terms)
+    results.hits = [
+        _hit(docs[doc_id], terms, score - LEVEL_PENALTY * level, bucket, exact_name, highlighter)
+        for doc_id, score, bucket, exact_name in page
+    ]
+    if level:
+        top = docs.get(page[0][0]) if page else None
+        results.corrected_query = _corrected_query(terms, top)
+    return results, ranked[0][2] if ranked else "full"
