@@ -44,8 +44,10 @@ BUCKET_SCORE = {
     "exact_synonym": 950.0,
     "corrected": 850.0,
     "title": 700.0,
-    "abbreviation": 600.0,  # an entry's abbreviation inside a longer query ("MMLU benchmark")
     "names": 550.0,
+    # an entry's abbreviation inside a longer query: "MMLU benchmark" finds MMLU before the
+    # entries that mention it, "grad clip" still finds Grad clipping (names) before CLIP
+    "abbreviation": 500.0,
     "head": 400.0,
     "full": 250.0,
 }

@@ -166,23 +166,27 @@ def _answer(
                 (doc_id, BUCKET_SCORE[bucket], bucket, None if level else (name, is_title))
             )
             seen.add(doc_id)
-    for doc_id in abbreviations:
-        if doc_id not in seen:
-            ranked.append((doc_id, BUCKET_SCORE["abbreviation"], "abbreviation", None))
-            seen.add(doc_id)
-    count, among = fulltext.count(terms, category, sorted(seen))
-    if not count and not seen:
+    # an abbreviation's entry takes its bucket's place among the tiers, or a better one
+    pending = [doc_id for doc_id in abbreviations if doc_id not in seen]
+    count, among = fulltext.count(terms, category, sorted(seen | set(pending)))
+    if not count and not seen and not pending:
         return None
     results.total_exact = count <= MAX_TOTAL
-    total = count + len(seen) - among if results.total_exact else MAX_TOTAL
+    total = count + len(seen) + len(pending) - among if results.total_exact else MAX_TOTAL
     known_total = total if results.total_exact else None
-    for tier in TIERS:
-        if len(ranked) >= needed:
+    for tier in [*TIERS, None]:
+        if pending and (tier is None or BUCKET_SCORE[tier] < BUCKET_SCORE["abbreviation"]):
+            ranked += [(d, BUCKET_SCORE["abbreviation"], "abbreviation", None) for d in pending]
+            seen.update(pending)
+            pending = []
+        if tier is None or len(ranked) >= needed:
             break
         fetched = fulltext.ranked(tier, terms, category, needed + len(seen), known_total)
         for doc_id, relevance in fetched:
             if doc_id not in seen:
                 seen.add(doc_id)
+                if doc_id in pending:
+                    pending.remove(doc_id)
                 ranked.append((doc_id, BUCKET_SCORE[tier] + _squash(relevance), tier, None))
     page = ranked[offset:needed]
     docs = lookups.documents(conn, [doc_id for doc_id, _, _, _ in page])

@@ -625,3 +625,61 @@ def test_the_relevance_table_covers_the_glossary() -> None:
     assert added >= 300, added
     slugs = {p.stem for p in (ROOT / "data" / "terms").glob("*.toml")}
     assert {slug for _, slug in RELEVANCE} <= slugs
+
+
+def doc(slug: str, title: str, synonyms: list[str], summary: str, body: str) -> search.Document:
+    return search.Document(
+        slug=slug, title=title, synonyms=synonyms, summary=summary, body=body, category="c"
+    )
+
+
+def test_inflected_names_rank_first(small_index: Callable[..., Engine]) -> None:
+    documents = [
+        doc("system-prompt", "System Prompt", ["System message"], "instructions", "rules"),
+        doc("prompts", "Prompt Injection", [], "system prompts get attacked", "system prompts"),
+    ]
+    with Session(small_index(documents)) as session:
+        hits = search.search(session, "system prompts").hits
+        assert [h.slug for h in hits] == ["system-prompt", "prompts"]
+        assert hits[0].exact and hits[0].matched_field == "title"
+        assert search.search(session, "system messages").hits[0].matched_synonym == (
+            "System message"
+        )
+
+
+def test_an_abbreviation_in_a_longer_query_ranks_after_whole_names(
+    small_index: Callable[..., Engine],
+) -> None:
+    """Its entry comes before entries that merely mention it, and after an entry whose
+    names hold every word of the query ("grad clip" is not CLIP)."""
+    documents = [
+        doc("benchmark", "Evaluation Benchmark", ["Benchmark"], "MMLU is one", "mmlu mmlu"),
+        doc("mmlu", "MMLU", ["Massive Multitask"], "a test set of questions", "subjects"),
+        doc("clipping", "Gradient Clipping", ["Grad clipping"], "caps the norm", "norms"),
+        doc("clip", "CLIP", ["Contrastive pairs"], "images and text", "grad students"),
+    ]
+    with Session(small_index(documents)) as session:
+        ranked = [h.slug for h in search.search(session, "MMLU benchmark").hits]
+        assert ranked == ["mmlu", "benchmark"]
+        assert search.search(session, "MMLU benchmark").hits[0].matched_field == "title"
+        assert [h.slug for h in search.search(session, "grad clip").hits][:2] == [
+            "clipping",
+            "clip",
+        ]
+        one = search.search(session, "MMLU benchmark", limit=1)
+        assert [h.slug for h in one.hits] == ["mmlu"] and one.total == 2
+
+
+def test_a_name_one_typo_away_beats_words_found_only_in_texts(
+    small_index: Callable[..., Engine],
+) -> None:
+    documents = [
+        doc("loss-function", "Loss Function", ["Cost function"], "what training lowers", "x"),
+        doc("chunking", "Chunking", [], "splitting", "pieces lose context a function of size"),
+    ]
+    with Session(small_index(documents)) as session:
+        found = search.search(session, "lose function")
+        assert [h.slug for h in found.hits][0] == "loss-function"
+        assert found.corrected_query == "loss function"
+        # words that match a name as typed are not second-guessed
+        assert search.search(session, "chunking").hits[0].slug == "chunking"
