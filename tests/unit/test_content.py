@@ -356,8 +356,9 @@ def test_check_rejects_text_two_entries_share(tmp_path: Path) -> None:
             entry[section] = distinct(n, f"{slug.replace('-', '')}{section[:3]}")
         entry["usage_note"] = distinct(35, f"{slug.replace('-', '')}use")
     title = '"Deep Residual Learning for Image Recognition and Other Things Too"'
-    entries["resnet"]["background"] += f" As {title} (He, Zhang, Ren and Sun, 2015) showed."
-    entries["layer-normalization"]["background"] += f" {title} (He, Zhang, Ren and Sun, 2015)."
+    cited = "(Kaiming He, Xiangyu Zhang, Shaoqing Ren and Jian Sun, 2015)"
+    entries["resnet"]["background"] += f" As {title} {cited} showed."
+    entries["layer-normalization"]["background"] += f" {title} {cited}."
     data_dir = write_corpus(tmp_path / "data", entries)
     assert overlap_problems(read_corpus(data_dir)) == []
 
