@@ -124,9 +124,10 @@ def search(
         answer = _answer(conn, query, level, terms, named, shortened, category, offset, limit)
         if answer is None:
             continue
-        if level == 0 and not exact and answer[1] in WEAK_BUCKETS:
-            # the words match only inside texts: a name one typo away is what was meant
-            # ("lose function" -> Loss Function, though some text says "lose")
+        if level == 0 and not exact and len(terms) > 1 and answer[1] in WEAK_BUCKETS:
+            # the words of a phrase match only inside texts: a name a typo away is what was
+            # meant ("lose function" -> Loss Function, though some text says "lose"); one
+            # word found in a text is taken as typed ("saxe" is not "SAE")
             for typo_level, typo_terms in staged:
                 corrected = lookups.exact_names(conn, corrected_names(typo_terms), category)
                 if corrected:

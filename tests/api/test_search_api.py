@@ -115,7 +115,7 @@ def test_go_jumps_to_an_exact_name(client: TestClient, query: str, entry: str) -
     assert response.headers["location"] == f"/terms/{entry}"
 
 
-@pytest.mark.parametrize("query", ["resid", "residul conection", "gradient", "zzzzqqq", ""])
+@pytest.mark.parametrize("query", ["resid", "residul conection", "gradient size", "zzzzqqq", ""])
 def test_go_without_an_exact_name_shows_results(client: TestClient, query: str) -> None:
     response = client.get("/search", params={"q": query, "go": "1"})
     assert response.status_code == 200

@@ -1,5 +1,6 @@
-"""Every experiment in the catalog: its claims hold at its defaults for three seeds, its main
-claim fails at its counterfactual, and its result is complete and consistent."""
+"""Every experiment in the catalog: its claims hold at its defaults for three seeds (a
+language-model experiment on the server's FULL model), its main claim fails at its
+counterfactual, and its result is complete and consistent."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ import pytest
 from app.demo.catalog import EXPERIMENTS, resolve
 from app.demo.experiment import Experiment, execute
 from app.demo.result import DemoResult
-from tests.lm_fixtures import tiny_lm
+from tests.lm_fixtures import full_lm, tiny_lm
 
 NAMES = sorted(EXPERIMENTS)
 SEEDS = (0, 1, 2)
 
 
-def run(experiment: Experiment, **params: object) -> DemoResult:
+def run(experiment: Experiment, *, full: bool = False, **params: object) -> DemoResult:
+    """One run; a language-model experiment on the tiny model, or on the server's own FULL
+    model when full=True (the published claims are checked on what visitors see)."""
     _, p = resolve(experiment.name, {k: str(v) for k, v in params.items()})
-    return execute(experiment, p, lm=tiny_lm() if experiment.needs_model else None)
+    lm = (full_lm() if full else tiny_lm()) if experiment.needs_model else None
+    return execute(experiment, p, lm=lm)
 
 
 def failed(result: DemoResult) -> list[str]:
@@ -34,7 +38,7 @@ def failed(result: DemoResult) -> list[str]:
 @pytest.mark.parametrize("name", NAMES)
 def test_every_claim_holds_at_the_defaults(name: str, seed: int) -> None:
     experiment = EXPERIMENTS[name]
-    result = run(experiment, seed=seed)
+    result = run(experiment, full=True, seed=seed)
     assert result.claims, f"{name} checks no claim"
     assert not failed(result), f"{name} seed {seed}: {failed(result)}; {result.summary}"
 

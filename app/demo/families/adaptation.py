@@ -64,7 +64,7 @@ LORA = Experiment(
         "fine-tuning's it barely moves in a run this short."
     ),
     citation="Hu et al., 2021",
-    terms=("lora", "fine-tuning"),
+    terms=("lora", "fine-tuning", "parameter-efficient-fine-tuning"),
     variants=tuple(
         VariantSpec(
             f"lora-r{r}", f"LoRA, rank {r}", f"Frozen weights plus rank-{r} adapters (B A)."

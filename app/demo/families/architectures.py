@@ -142,7 +142,7 @@ CNN_VS_MLP = Experiment(
         "half, so there it guesses. Test it where it was trained and it does nearly as well."
     ),
     citation="LeCun et al., 1989; LeCun et al., 1998",
-    terms=("convolutional-neural-network", "multilayer-perceptron"),
+    terms=("convolutional-neural-network", "multilayer-perceptron", "inductive-bias"),
     variants=(
         VariantSpec(
             "cnn",

@@ -336,7 +336,7 @@ GROUPED_QUERY = Experiment(
         "nothing."
     ),
     citation="Ainslie et al., 2023; Shazeer, 2019",
-    terms=("grouped-query-attention",),
+    terms=("grouped-query-attention", "multi-query-attention"),
     variants=tuple(VariantSpec(n, label, d) for n, label, d in GQA_VARIANTS),
     params=GroupedParams,
     charts=(

@@ -75,7 +75,7 @@ MOE = Experiment(
         "batches and noise."
     ),
     citation="Shazeer et al., 2017; Fedus et al., 2021",
-    terms=("mixture-of-experts",),
+    terms=("mixture-of-experts", "switch-transformer"),
     variants=(
         VariantSpec("balanced", "With the balancing loss", "Task loss + coef x balancing loss."),
         VariantSpec("no-balance", "Without the balancing loss", "The task loss alone."),

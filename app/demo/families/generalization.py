@@ -175,7 +175,7 @@ OVERFITTING = _experiment(
     "while its loss on fresh validation points from the same distribution turns up; the "
     "small one cannot memorize and ends with the lower validation loss.",
     "Goodfellow, Bengio and Courville, 2016 (ch. 5.2)",
-    ("overfitting",),
+    ("overfitting", "generalization"),
     (_SMALL, _LARGE),
     OverfittingParams,
     (
@@ -240,7 +240,7 @@ WEIGHT_DECAY = _experiment(
     "as in AdamW). Small weights make a smoother function that cannot bend around every "
     "mislabelled point: the weight norm stays smaller and the validation loss ends lower.",
     "Krogh and Hertz, 1992; Loshchilov and Hutter, 2019",
-    ("weight-decay",),
+    ("weight-decay", "regularization"),
     (
         _PLAIN,
         CurveVariant("decay", "Weight decay", "AdamW's decoupled weight decay.", weight_decay=True),
@@ -306,7 +306,7 @@ EARLY_STOPPING = _experiment(
     "loss. Judged on a separate test set that chose nothing, the stopped model beats the one "
     "trained to the end, and the best step comes well before the end.",
     "Prechelt, 1998; Goodfellow, Bengio and Courville, 2016 (ch. 7.8)",
-    ("validation-set",),
+    ("validation-set", "early-stopping"),
     (
         CurveVariant(
             "stopped", "Early-stopped", "Weights of the best validation step.", restore_best=True

@@ -55,7 +55,7 @@ DOUBLE_DESCENT = Experiment(
         "over more features. A well-chosen ridge penalty removes the peak."
     ),
     citation="Belkin et al., 2019; Nakkiran et al., 2019",
-    terms=("overfitting",),
+    terms=("overfitting", "double-descent", "bias-variance-tradeoff"),
     variants=(
         VariantSpec("least-squares", "Least squares (ridge = ridge)", "The main fit."),
         VariantSpec("ridge", "Ridge (ridge = ridge_comparison)", "The comparison fit."),

@@ -41,7 +41,7 @@ LOSS_FUNCTIONS = Experiment(
         "is p - y and stays large, so it recovers at once. From a small start both learn alike."
     ),
     citation="Goodfellow, Bengio and Courville, 2016 (ch. 6.2); Golik et al., 2013",
-    terms=("cross-entropy-loss", "loss-function"),
+    terms=("cross-entropy-loss", "loss-function", "mean-squared-error"),
     variants=(
         VariantSpec("mse", "Squared error", "Loss (p - y)^2."),
         VariantSpec("cross-entropy", "Cross-entropy", "Loss -y log p - (1 - y) log(1 - p)."),

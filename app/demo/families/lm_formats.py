@@ -59,7 +59,7 @@ BYTE_PAIR_ENCODING = Experiment(
         "Because tokens are bytes, decoding gives back any text exactly."
     ),
     citation="Sennrich et al., 2016",
-    terms=("tokenization", "byte-pair-encoding", "sentencepiece"),
+    terms=("tokenization", "byte-pair-encoding", "sentencepiece", "vocabulary", "token"),
     variants=(
         VariantSpec("merges-0", "0 merges", "Bytes only: one token per UTF-8 byte."),
         VariantSpec("merges-eighth", "1/8 of the merges", "The first merges/8 merges."),

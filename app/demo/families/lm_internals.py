@@ -152,7 +152,7 @@ ATTENTION_MAPS = Experiment(
         "every row is uniform over the earlier tokens)."
     ),
     citation="Vaswani et al., 2017; Zhai et al., 2023",
-    terms=("attention", "self-attention", "multi-head-attention"),
+    terms=("attention", "self-attention", "multi-head-attention", "causal-mask"),
     variants=tuple(
         VariantSpec(h, f"Layer {h[1]}, head {h[3]}", "One attention head's map.") for h in HEADS
     ),

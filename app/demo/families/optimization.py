@@ -46,7 +46,7 @@ OPTIMIZERS = Experiment(
         "and goes up on many steps."
     ),
     citation="Polyak, 1964; Kingma and Ba, 2014",
-    terms=("gradient-descent", "stochastic-gradient-descent", "adam"),
+    terms=("gradient-descent", "stochastic-gradient-descent", "adam", "loss-landscape", "momentum"),
     variants=_OPTIMIZER_VARIANTS,
     params=OptimizersParams,
     charts=(
@@ -111,7 +111,7 @@ SWEEP = Experiment(
         "best rate just below the one that diverges."
     ),
     citation="Goodfellow et al., 2016; LeCun et al., 1998",
-    terms=("learning-rate",),
+    terms=("learning-rate", "hyperparameter"),
     variants=(
         VariantSpec("smallest", "Smallest", "The smallest learning rate of the sweep."),
         VariantSpec("best", "Best", "The rate with the lowest final validation loss."),

@@ -101,7 +101,7 @@ SCHEDULES = Experiment(
         "noise (full-batch steps) the constant rate, having taken the largest steps, wins."
     ),
     citation="Loshchilov and Hutter, 2016; Robbins and Monro, 1951",
-    terms=("learning-rate-schedule",),
+    terms=("learning-rate-schedule", "cosine-annealing"),
     variants=(
         VariantSpec("constant", "Constant", "The peak rate at every step."),
         VariantSpec(
@@ -157,7 +157,7 @@ NOISE_SCALE = Experiment(
         "so the noise scale grows, which is why larger batches pay off later in training."
     ),
     citation="McCandlish et al., 2018",
-    terms=("stochastic-gradient-descent",),
+    terms=("stochastic-gradient-descent", "batch-size"),
     variants=(VariantSpec("sgd", "SGD", "Minibatch SGD, the noise scale measured along the way."),),
     params=NoiseScaleParams,
     charts=(
