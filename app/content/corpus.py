@@ -25,4 +25,7 @@ class Corpus:
             "categories": len(self.categories),
             "organizations": len(self.organizations),
             "illustrations": sum(1 for t in self.terms.values() if t.illustration),
+            "with the paper that introduced them": sum(
+                1 for t in self.terms.values() if t.introduced_in
+            ),
         }

@@ -193,19 +193,21 @@ DISTILLATION = Experiment(
         Claim(
             "distilled-student-generalizes-better",
             "The distilled student ends with a lower held-out loss than the data-only student, "
-            "by more than 0.05 nats",
+            "by more than 0.02 nats",
             metric(RUN, "val_loss_gain"),
             ">",
-            0.05,
+            # 0.04-0.09 across five models trained from different seeds on the same
+            # glossary; alpha = 0 (the counterfactual) gives exactly 0
+            0.02,
         ),
         Claim(
             "distilled-student-imitates-the-teacher",
             "On held-out text the distilled student is closer to the teacher: its KL "
-            "divergence from the teacher's next-token distribution is under 0.95 of the "
+            "divergence from the teacher's next-token distribution is under 0.97 of the "
             "data-only student's",
             metric(RUN, "kl_ratio"),
             "<",
-            0.95,
+            0.97,  # 0.92-0.96 across those five models; exactly 1 at alpha = 0
         ),
     ),
     counterfactual={"alpha": 0},
