@@ -86,11 +86,33 @@ def _corrected_query(terms: Sequence[Term], top: StoredDoc | None) -> str:
     return " ".join(words)
 
 
-def _abbreviations(conn: Connection, words: list[str], category: str | None) -> list[int]:
-    """Entries one of the query's words names as an abbreviation, in the query's order."""
-    found = lookups.exact_names(conn, words, category)
-    by_name = {fold(name): doc_id for doc_id, name, _ in reversed(found) if is_abbreviation(name)}
-    return list(dict.fromkeys(by_name[w] for w in words if w in by_name))
+NameRow = tuple[int, str, bool]
+
+
+def _names_in_query(
+    conn: Connection, words: list[str], category: str | None
+) -> tuple[list[NameRow], list[int]]:
+    """In one lookup: the entries the whole query names (as typed, else with other endings:
+    "system prompts"), and, when it names none, the entries a word of a longer query names
+    as an abbreviation ("MMLU benchmark"), in the query's order."""
+    wanted = " ".join(words)
+    variants = name_variants(words)
+    single_words = words if len(words) > 1 else []
+    rows = lookups.exact_names(conn, [wanted, *variants, *single_words], category)
+
+    def keys(name: str) -> set[str]:
+        folded = fold(name)
+        return {folded, folded.replace(" ", "")}
+
+    for spellings in ([wanted], variants):
+        wanted_keys = {k for s in spellings for k in (s, s.replace(" ", ""))}
+        exact = [row for row in rows if keys(row[1]) & wanted_keys]
+        if exact:
+            return exact, []
+    if len(words) < 2:
+        return [], []
+    by_word = {fold(name): doc_id for doc_id, name, _ in reversed(rows) if is_abbreviation(name)}
+    return [], list(dict.fromkeys(by_word[w] for w in words if w in by_word))
 
 
 def search(
@@ -103,14 +125,7 @@ def search(
         return results
     conn = session.connection()
     parsed = prepare(conn, parsed)
-    words = [t.word for t in parsed]
-    wanted = " ".join(words)
-    # the query as typed is a name; else the query with other endings ("system prompts")
-    exact = lookups.exact_names(conn, [wanted], category) or lookups.exact_names(
-        conn, name_variants(words), category
-    )
-    # else an abbreviation it contains that names an entry ("MMLU benchmark" -> MMLU)
-    abbreviations = [] if exact or len(words) < 2 else _abbreviations(conn, words, category)
+    exact, abbreviations = _names_in_query(conn, [t.word for t in parsed], category)
     if exact and any(t.dead for t in parsed):  # a name with the spaces taken out
         parsed = [Term(t.word, t.prefix, completions=t.completions) for t in parsed]
     staged = stages(conn, parsed)
@@ -148,7 +163,7 @@ def _answer(
     query: str,
     level: int,
     terms: list[Term],
-    named: list[tuple[int, str, bool]],
+    named: list[NameRow],
     abbreviations: list[int],
     category: str | None,
     offset: int,
