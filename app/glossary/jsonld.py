@@ -5,7 +5,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app import urls
-from app.glossary.shared import title_order
+from app.glossary.shared import introduced_in, title_order
 from app.models import Synonym, Term
 from app.views import DefinedTermSet
 
@@ -38,17 +38,18 @@ def defined_term(base_url: str, term: Term, synonyms: list[str]) -> dict[str, An
 
 def _citation(term: Term) -> dict[str, Any]:
     """The work that introduced the term, as schema.org's `citation` (absent when none)."""
-    if term.introduced_title is None:
+    source = introduced_in(term)
+    if source is None:
         return {}
     work: dict[str, Any] = {
         "@type": "ScholarlyArticle",
-        "name": term.introduced_title,
-        "author": term.introduced_authors,
-        "datePublished": str(term.introduced_year),
-        "url": term.introduced_url,
+        "name": source.title,
+        "author": source.authors,
+        "datePublished": str(source.year),
+        "url": source.url,
     }
-    if term.introduced_id:
-        work["identifier"] = term.introduced_id
+    if source.identifier:
+        work["identifier"] = source.identifier
     return {"citation": work}
 
 

@@ -1,4 +1,5 @@
-"""What every view builder shares: NotFound, and terms as they appear in lists."""
+"""What every view builder shares: NotFound, terms as they appear in lists, and the work
+that introduced a term (its page and its JSON-LD read it the same way)."""
 
 from typing import Any
 
@@ -6,7 +7,7 @@ from sqlalchemy import func
 
 from app import urls
 from app.models import Term
-from app.views import TermRef
+from app.views import IntroducedIn, TermRef
 
 
 class NotFound(Exception):
@@ -30,3 +31,16 @@ def term_ref(term: Term) -> TermRef:
 def title_order() -> Any:
     """A-Z by title, case-insensitive (the order of every list of terms)."""
     return func.lower(Term.title)
+
+
+def introduced_in(term: Term) -> IntroducedIn | None:
+    """The introduced_* columns as one value, or None when the entry names no work."""
+    if term.introduced_title is None:
+        return None
+    return IntroducedIn(
+        title=term.introduced_title,
+        authors=term.introduced_authors or "",
+        year=term.introduced_year or 0,
+        url=term.introduced_url or "",
+        identifier=term.introduced_id,
+    )

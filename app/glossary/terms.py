@@ -7,7 +7,7 @@ from app import urls
 from app.demo.catalog import DEFAULT_EXPERIMENT, EXPERIMENTS
 from app.glossary.categories import category_summaries
 from app.glossary.jsonld import defined_term
-from app.glossary.shared import NotFound, term_ref, title_order
+from app.glossary.shared import NotFound, introduced_in, term_ref, title_order
 from app.models import (
     Category,
     Mention,
@@ -24,7 +24,6 @@ from app.views import (
     ExperimentClaim,
     ExperimentRef,
     Illustration,
-    IntroducedIn,
     LetterCount,
     Link,
     OrganizationNote,
@@ -169,16 +168,4 @@ def build_term(session: Session, slug: str, base_url: str) -> TermView:
             api_url=urls.demo_result(experiment.name),
         ),
         json_ld=defined_term(base_url, term, list(synonyms)),
-    )
-
-
-def introduced_in(term: Term) -> IntroducedIn | None:
-    if term.introduced_title is None:
-        return None
-    return IntroducedIn(
-        title=term.introduced_title,
-        authors=term.introduced_authors or "",
-        year=term.introduced_year or 0,
-        url=term.introduced_url or "",
-        identifier=term.introduced_id,
     )
