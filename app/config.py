@@ -31,11 +31,17 @@ class Settings(BaseSettings):
     cache_max_age: int = Field(default=300, ge=0)
     demo_device: Literal["auto", "cpu", "cuda"] = "auto"
     demo_warmup: bool = True
-    # Demo runs at once. Each takes a whole core, so on a machine with two cores or fewer one
-    # run at a time leaves a core to the pages (benchmarks/load.sh: page p99 under demo load).
-    demo_max_running: int = Field(default_factory=lambda: default_demo_max_running(), ge=1)
-    demo_max_queued: int = Field(default=4, ge=0)
+    # Demo worker processes this server starts (each imports torch and runs one experiment at
+    # a time on one thread): "auto" leaves one core to the pages; 0 starts none, for a web
+    # tier whose workers run elsewhere (`glossary worker`, PostgreSQL only).
+    demo_workers: int | Literal["auto"] = "auto"
+    # Runs one client may have queued or running at once (more: 429 with Retry-After).
+    demo_client_cap: int = Field(default=2, ge=1)
+    # Visitors' runs that may wait for a worker at once (more: 503 with Retry-After).
+    demo_max_queued: int = Field(default=32, ge=0)
     demo_time_budget_s: float = Field(default=10.0, gt=0)
+    # Peer addresses of reverse proxies whose X-Forwarded-For names the client (comma-separated).
+    trusted_proxies: str = ""
     # Trained language-model weights live here (an empty directory: the next start trains).
     cache_dir: Path = Path("data/cache")
     # The language model's size: full on a server, tiny for tests (trains in seconds).
@@ -50,11 +56,15 @@ class Settings(BaseSettings):
             raise ValueError("database_url must start with sqlite:// or postgresql")
         return value
 
+    def worker_count(self, cores: int | None = None) -> int:
+        """demo_workers, with "auto" resolved: every core but one (at least one)."""
+        if self.demo_workers != "auto":
+            return max(0, self.demo_workers)
+        cores = cores if cores is not None else os.cpu_count() or 1
+        return max(1, cores - 1)
 
-def default_demo_max_running(cores: int | None = None) -> int:
-    """2, or 1 where there are at most 2 cores (one stays with the web process)."""
-    cores = cores if cores is not None else os.cpu_count() or 1
-    return max(1, min(2, cores - 1))
+    def proxies(self) -> list[str]:
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
 
 @lru_cache

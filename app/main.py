@@ -35,14 +35,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = db.make_engine(settings.database_url, read_only=True)
         db.verify_pragmas(engine)
         app.state.engine = engine
-        runner = demo.start_runner(app, settings)
+        runner = await demo.start_runner(app, settings)
         try:
             yield
         finally:
-            if runner is not None:
-                runner.shutdown()
-                if runner.lm is not None:
-                    runner.lm.stop()
+            runner.shutdown()
             engine.dispose()
 
     app = FastAPI(

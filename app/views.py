@@ -193,11 +193,14 @@ class Suggestions(RootModel[tuple[str, list[str], list[str], list[str]]]):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="ok, degraded (pages serve, the demo cannot), empty or error")
     database: str
     terms: int
     loaded_at: str | None
-    demo: dict[str, Any]
+    demo: dict[str, Any] = Field(
+        description="Workers alive and starting, busy, device, queue length, per-worker detail"
+    )
+    reason: str | None = None
 
 
 class ErrorBody(BaseModel):

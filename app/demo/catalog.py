@@ -27,7 +27,7 @@ from app.demo.families import (
     optimization,
     signal_propagation,
 )
-from app.demo.params import ExperimentParams, parse_params
+from app.demo.params import BUDGET_S, ExperimentParams, budget_s, parse_params
 
 DEFAULT_EXPERIMENT = "residual-vs-plain"
 FAMILIES = (
@@ -71,8 +71,58 @@ def defaults(name: str) -> ExperimentParams:
 
 
 def catalog() -> list[dict[str, Any]]:
-    """GET /api/demo/presets: every experiment, the default first."""
-    return list(_catalog_entries())
+    """GET /api/demo/presets: every experiment, the default first, with this deployment's
+    limits (they grow with the workers' measured speed: app/demo/calibration.py)."""
+    limits = _limits(budget_s())
+    return [entry | {"limits": limits[entry["name"]]} for entry in _catalog_entries()]
+
+
+@functools.cache
+def _limits(budget: float) -> dict[str, dict[str, Any]]:
+    """Per experiment: the budget, and the largest value of its budget parameter that fits
+    at the other defaults (computed once per budget)."""
+    return {
+        e.name: {
+            "budget_s": round(budget, 2),
+            "reference_budget_s": BUDGET_S,
+            "param": e.params.budget_param,
+            "largest": largest_within_budget(e),
+        }
+        for e in EXPERIMENTS.values()
+    }
+
+
+def largest_within_budget(experiment: Experiment) -> int | float | None:
+    """The largest allowed value of the experiment's budget parameter at its other defaults
+    (None when that parameter is not a bounded number)."""
+    from app.demo.params import describe_all
+
+    spec = next(
+        (p for p in describe_all(experiment.params) if p["name"] == experiment.params.budget_param),
+        None,
+    )
+    if spec is None or spec["kind"] not in ("int", "float") or spec["max"] is None:
+        return None
+
+    def fits(value: float) -> bool:
+        try:
+            parse_params(experiment.params, {spec["name"]: str(value)}, experiment.name)
+        except DemoInputError:
+            return False
+        return True
+
+    low, high = spec["default"], spec["max"]
+    if fits(high):
+        return high  # type: ignore[no-any-return]
+    if spec["kind"] == "int":
+        while high - low > 1:  # fits(low), not fits(high)
+            mid = (low + high) // 2
+            low, high = (mid, high) if fits(mid) else (low, mid)
+        return low  # type: ignore[no-any-return]
+    for _ in range(30):
+        mid = (low + high) / 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return round(low, 6)  # type: ignore[no-any-return]
 
 
 @functools.cache

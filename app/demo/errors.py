@@ -31,3 +31,22 @@ class GateFull(Exception):
 
 class DemoDeviceError(Exception):
     """The device failed the run (e.g. CUDA out of memory) or is not available."""
+
+
+class ClientOverCap(Exception):
+    """This client already has as many runs queued or running as one client may (429)."""
+
+    def __init__(self, cap: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"you already have {cap} experiment run(s) queued or running; each visitor may "
+            f"have {cap} at once, so the queue serves everyone in turn"
+        )
+        self.cap, self.retry_after_s = cap, retry_after_s
+
+
+class WorkerLost(Exception):
+    """The worker process running this run died (killed, crashed, or stopped by the watchdog)."""
+
+
+class NoWorkers(Exception):
+    """No demo worker is alive to run anything (pages keep serving)."""

@@ -119,6 +119,11 @@ class DemoResult(BaseModel):
     torch_version: str
     elapsed_ms: float
     cached: bool = False
+    source: Literal["computed", "joined", "cache"] = Field(
+        "computed",
+        description="computed: this request started the run; joined: it joined a run of the "
+        "same config already in flight; cache: an earlier run's result",
+    )
     summary: str
     variants: list[VariantResult]
     charts: list[Chart]

@@ -1,22 +1,18 @@
-"""Runs demo experiments for the web app: device choice, gate, cache, cancellation, budget.
+"""The demo's scheduler in the web process: cache, single flight, fairness, then a worker.
 
-Importing this module does not import torch (the app constructs a DemoRunner at start-up);
-torch is imported by the first worker that needs it, or by start_warmup()'s thread.
+No torch here: runs execute in worker processes (app/demo/pool.py), or on workers on other
+machines through PostgreSQL's job queue (app/demo/remote.py).
 
-- A run is opened with `await runner.open(experiment, params)`, which answers from the cache
-  or admits the run through the gate (raising GateFull at once when it is full), and then
-  read with `async for item in run.events()`: Progress items, then one DemoResult.
-- Gate: at most max_running runs execute at once (a thread pool of that size); up to
-  max_queued more wait for a slot.
-- Cache: identical canonical configs are answered from a bounded LRU cache (and, on
-  PostgreSQL, the shared result table), without the gate.
-- Budget: a run that exceeds time_budget_s (by `clock`, from when it starts executing) stops
-  within a step and raises RunTimedOut; a client that disconnects (is_disconnected polled
-  every POLL_S), or a reader that stops reading, stops its run within a step (RunCancelled).
-- Device: "auto" takes CUDA when torch sees it and the CPU otherwise. "cuda" on a machine
-  without CUDA fails clearly instead of silently falling back: status() reports the error and
-  every run raises DemoDeviceError, so a misconfigured GPU server is noticed, not hidden.
-- CUDA out of memory becomes DemoDeviceError after emptying the CUDA cache.
+`await runner.open(experiment, params, client=...)` answers one request:
+1. a run of the same config in flight: join it (`source` "joined"), from the event after
+   the reader's Last-Event-ID when it reconnects;
+2. a result in the cache (memory, then the shared table on PostgreSQL): `source` "cache";
+3. otherwise a new run (`source` "computed"): refused with ClientOverCap (429) when this
+   client already has `client_cap` runs queued or running, or GateFull (503) when
+   `max_queued` runs wait; else queued in the fair queue at once, its first event
+   `queued` with its position.
+The runs nobody asked for (the warm-up) are ordinary runs in the background line, which
+visitors join; a visitor who joins one moves it into their own turn.
 """
 
 from __future__ import annotations
@@ -24,31 +20,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
-from app.demo.errors import DemoDeviceError, GateFull, RunCancelled, RunTimedOut
+from app.demo.errors import ClientOverCap, GateFull, NoWorkers
+from app.demo.executor import Executor, WorkerInfo
 from app.demo.experiment import Experiment
-from app.demo.params import ExperimentParams
-from app.demo.result import DemoResult, Progress
-from app.demo.run import Run
+from app.demo.fairness import BACKGROUND, FairQueue
+from app.demo.jobs import Job
+from app.demo.live import LiveRun
+from app.demo.lm.service import TrainingProgress, ready_hash
+from app.demo.params import ExperimentParams, set_budget_scale
+from app.demo.result import DemoResult
 
-if TYPE_CHECKING:
-    from app.demo.lm.service import LanguageModelService
-
-__all__ = ["DemoDeviceError", "DemoRunner", "GateFull", "Run", "RunCancelled", "RunTimedOut"]
-
-log = logging.getLogger(__name__)
-
-DEVICES = ("auto", "cpu", "cuda")
+log = logging.getLogger("glossary.demo")
+Source = Literal["computed", "joined", "cache"]
+FINISHED_KEPT = 64  # finished runs kept for readers reconnecting with Last-Event-ID
+MODEL_POLL_S = 1.0  # how often the warm-up checks whether the language model is ready
 
 
 class SharedStore(Protocol):
-    """A cache shared by every worker (app.demo.store.ResultStore)."""
+    """A cache shared by every web process (app.demo.store.ResultStore)."""
 
     def get(self, config_key: str, torch_version: str, device: str) -> dict[str, Any] | None: ...
 
@@ -57,195 +52,274 @@ class SharedStore(Protocol):
     def close(self) -> None: ...
 
 
-class Engine(Protocol):
-    """experiment.execute's signature; tests inject engines they control."""
+@dataclass
+class Opened:
+    """What a request gets: a cached result, or a live run to follow from `skip` on."""
 
-    def __call__(
-        self,
-        experiment: Experiment,
-        params: ExperimentParams,
-        device: str,
-        *,
-        on_progress: Callable[[Progress], None] | None,
-        should_stop: Callable[[], bool] | None,
-    ) -> DemoResult: ...
+    source: Source
+    result: DemoResult | None = None
+    run: LiveRun | None = None
+    skip: int = 0
 
 
 class DemoRunner:
-    """Runs experiments off the event loop, a few at a time, with a cache in front."""
+    """Cache, single flight and the fair queue in front of an executor's workers."""
 
     def __init__(
         self,
-        device: str = "auto",
-        max_running: int = 2,
-        max_queued: int = 4,
-        time_budget_s: float = 10.0,
+        executor: Executor,
+        *,
+        client_cap: int = 2,
+        max_queued: int = 32,
         cache_size: int = 256,
-        threads: int | None = None,
-        engine: Engine | None = None,
         store: SharedStore | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        lm: LanguageModelService | None = None,
     ) -> None:
-        if device not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-        if max_running < 1 or max_queued < 0 or cache_size < 0 or time_budget_s <= 0:
-            raise ValueError("max_running >= 1, max_queued >= 0, cache_size >= 0, budget > 0")
-        self.requested_device = device
-        self.max_running, self.max_queued = max_running, max_queued
-        self.time_budget_s, self.cache_size = time_budget_s, cache_size
-        self.threads = threads  # torch CPU threads per run; None: one
-        self._engine = engine
-        self._store = store  # shared second-level cache (the database), or None
-        self._clock = clock
-        self.lm = lm  # the language model some experiments run on (needs_model)
-        self._torch_version: str | None = None
-        self._lock = threading.Lock()  # guards the counters and the cache
-        self._init_lock = threading.Lock()  # one thread imports torch and picks the device
-        self._running = 0
-        self._queued = 0
-        self._avg_run_s = 1.0  # moving average of run times, for Retry-After
+        if client_cap < 1 or max_queued < 0 or cache_size < 0:
+            raise ValueError("client_cap >= 1, max_queued >= 0, cache_size >= 0")
+        self.executor = executor
+        self.client_cap, self.max_queued, self.cache_size = client_cap, max_queued, cache_size
+        self._store = store
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._cache: OrderedDict[str, DemoResult] = OrderedDict()
-        self._pool = ThreadPoolExecutor(max_workers=max_running, thread_name_prefix="demo-run")
-        self._closed = threading.Event()  # set by shutdown(); warm-up stops at the next run
-        self._torch_ready = False
-        self._device: str | None = None
-        self._device_error: str | None = None
-        self._run_fn: Engine | None = None
-        self._warmup: threading.Thread | None = None
+        self._live: dict[str, LiveRun] = {}  # key -> the run in flight
+        self._finished: OrderedDict[str, LiveRun] = OrderedDict()  # for reconnecting readers
+        self._queue: FairQueue[LiveRun] = FairQueue()
+        self._jobs: dict[int, Job] = {}  # run serial -> its job, while queued or running
+        self._running: set[int] = set()
+        self._avg_run_s = 2.0  # moving average, for Retry-After hints
+        self._started_at: dict[int, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.torch_version: str | None = None  # as workers report it, for the shared cache
 
-    # ------------------------------------------------------------------ torch and device
+    # ------------------------------------------------------------------ life
 
-    def _ensure_torch(self) -> Engine:
-        """Import torch and the engines, pick the device (once); the engine to call."""
-        with self._init_lock:
-            if self._run_fn is None:
-                import functools
-
-                import torch
-
-                from app.demo.experiment import execute
-
-                if self.requested_device == "cuda" and not torch.cuda.is_available():
-                    self._device_error = (
-                        "device 'cuda' was requested but torch sees no CUDA device "
-                        f"(torch {torch.__version__}); use device 'auto' or 'cpu'"
-                    )
-                elif self.requested_device == "cpu" or not torch.cuda.is_available():
-                    self._device = "cpu"
-                else:
-                    self._device = "cuda"
-                self._torch_version = torch.__version__
-                self._run_fn = self._engine or functools.partial(execute, threads=self.threads)
-                self._torch_ready = True
-        if self._device_error is not None:
-            raise DemoDeviceError(self._device_error)
-        return self._run_fn
-
-    def start_warmup(self, runs: Iterable[tuple[Experiment, ExperimentParams]] = ()) -> None:
-        """Import torch, pick the device and compute `runs` into the cache, in the background.
-
-        Returns at once; pages never wait for it. Warm-up runs go through the gate but skip
-        (rather than queue) when it is busy."""
-        todo = list(runs)
-
-        def warm() -> None:
-            try:
-                self._ensure_torch()
-            except DemoDeviceError as exc:
-                log.error("demo warm-up: %s", exc)
-                return
-            for experiment, params in todo:
-                if self._closed.is_set():  # the app is shutting down: stop quietly
-                    return
-                if experiment.needs_model:  # computed on first request, once the model exists
-                    continue
-                key = experiment.cache_key(params)
-                if self._cache_get(key) is not None or self._stored(key) is not None:
-                    continue
-                try:
-                    self._admit()
-                except GateFull:
-                    continue
-                try:
-                    self._submit(experiment, params, key, None, threading.Event()).result()
-                except Exception as exc:  # a warm-up failure must not kill the thread
-                    log.warning("demo warm-up run %s failed: %s", key, exc)
-
-        self._warmup = threading.Thread(target=warm, name="demo-warmup", daemon=True)
-        self._warmup.start()
-
-    def status(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "torch_ready": self._torch_ready,
-                "device": self._device,
-                "requested_device": self.requested_device,
-                "error": self._device_error,
-                "running": self._running,
-                "queued": self._queued,
-                "max_running": self.max_running,
-                "max_queued": self.max_queued,
-                "cache_entries": len(self._cache),
-            }
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        loop = self._loop
+        self.executor.start(lambda: _call_soon(loop, self._changed))
 
     def shutdown(self) -> None:
-        """Stop accepting work; queued runs are dropped, running ones stop at their next step."""
-        self._closed.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._warmup is not None:
-            self._warmup.join(timeout=0)  # daemon thread: never block shutdown on it
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        self.executor.shutdown()
         if self._store is not None:
             self._store.close()
 
-    # ------------------------------------------------------------------ gate and cache
+    def start_warmup(self, runs: Iterable[tuple[Experiment, ExperimentParams]]) -> None:
+        """Queue every run in the background line now (those on the language model once
+        it is ready). Visitors asking for one of them join it instead of waiting behind it."""
+        todo = list(runs)
+        for experiment, params in todo:
+            if not experiment.needs_model:
+                self._warm(experiment, params)
+        later = [(e, p) for e, p in todo if e.needs_model]
+        if later:
+            self._spawn(self._warm_when_model_ready(later))
 
-    def _admit(self) -> None:
-        with self._lock:
-            if self._running + self._queued >= self.max_running + self.max_queued:
-                waiting = self._queued + 1
-                est = math.ceil(self._avg_run_s * waiting / self.max_running)
-                raise GateFull(max(1, min(est, math.ceil(self.time_budget_s))))
-            self._queued += 1
+    async def _warm_when_model_ready(self, runs: list[tuple[Experiment, ExperimentParams]]) -> None:
+        while not self._closed:
+            progress = self.executor.model_progress()
+            if progress is not None and progress.state == "failed":
+                return
+            if progress is not None and progress.state == "ready":
+                for experiment, params in runs:
+                    self._warm(experiment, params)
+                return
+            await asyncio.sleep(MODEL_POLL_S)
 
-    def _submit(
+    def _warm(self, experiment: Experiment, params: ExperimentParams) -> None:
+        key = self._key(experiment, params)
+        if key in self._live or self._cache_get(key) is not None:
+            return
+        self._new_run(key, Job.of(experiment, params, progress=False), BACKGROUND)
+
+    # ------------------------------------------------------------------ requests
+
+    def model_progress(self) -> TrainingProgress | None:
+        return self.executor.model_progress()
+
+    def _key(self, experiment: Experiment, params: ExperimentParams) -> str:
+        """The run's identity: its canonical config, and the model's weights when it needs
+        one (raises ModelTraining / ModelFailed while there is none)."""
+        key = experiment.cache_key(params)
+        if experiment.needs_model:
+            key += "|model=" + ready_hash(self.executor.model_progress())
+        return key
+
+    async def open(
         self,
         experiment: Experiment,
         params: ExperimentParams,
-        key: str,
-        emit: Callable[[Progress], None] | None,
-        cancel: threading.Event,
-        lm: Any = None,
-    ) -> Future[DemoResult]:
-        """Hand an admitted run to the pool (which queues it until a slot frees)."""
-        try:
-            return self._pool.submit(self._work, experiment, params, key, emit, cancel, lm)
-        except RuntimeError:  # the pool is shut down
-            with self._lock:
-                self._queued -= 1
-            raise
+        *,
+        client: str,
+        last_event: tuple[int, int] | None = None,
+        progress: bool = True,
+    ) -> Opened:
+        key = self._key(experiment, params)
+        live = self._live.get(key)
+        if live is not None:
+            if live.client == BACKGROUND and not live.started:
+                live.client, live.kept = client, False
+                self._queue.move(live, client)
+                self._announce_positions()
+            return Opened("joined", run=live, skip=live.since(last_event))
+        finished = self._finished.get(key)
+        if finished is not None and last_event is not None and last_event[0] == finished.serial:
+            return Opened("joined", run=finished, skip=finished.since(last_event))
+        hit = self._cache_get(key)
+        if hit is None:
+            hit = await self._stored(key)
+        if hit is not None:
+            return Opened("cache", result=hit)
+        self._admit(client)
+        run = self._new_run(key, Job.of(experiment, params, progress=progress), client)
+        return Opened("computed", run=run)
+
+    def _admit(self, client: str) -> None:
+        if not self.executor.workers():
+            raise NoWorkers(
+                "this server starts none (GLOSSARY_DEMO_WORKERS=0) and none is "
+                "connected; the pages work without them"
+            )
+        mine = sum(1 for run in self._live.values() if run.client == client)
+        if mine >= self.client_cap:
+            raise ClientOverCap(self.client_cap, self._retry_after(1))
+        waiting = sum(1 for run in self._queue.order() if run.client != BACKGROUND)
+        if waiting >= self.max_queued:
+            raise GateFull(self._retry_after(waiting))
+
+    def _retry_after(self, runs_ahead: int) -> int:
+        slots = max(1, len(self.executor.workers()))
+        return max(1, min(60, math.ceil(self._avg_run_s * runs_ahead / slots)))
+
+    def _new_run(self, key: str, job: Job, client: str) -> LiveRun:
+        run = LiveRun(key, client, self._abandoned, kept=client == BACKGROUND)
+        self._live[key] = run
+        self._jobs[run.serial] = job
+        self._queue.push(client, run)
+        self._announce_positions()
+        self._dispatch()
+        return run
+
+    # ------------------------------------------------------------------ the queue
+
+    def _changed(self) -> None:
+        """A worker freed up, became ready or reported its model (on the loop)."""
+        speeds = [w.speed for w in self.executor.workers() if w.ready]
+        if speeds:  # admit what the slowest worker can do in the budget
+            set_budget_scale(min(speeds))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand waiting runs to free workers, in the fair queue's order."""
+        if self._closed:
+            return
+        moved = False
+        loop = self._loop
+        assert loop is not None
+        while self.executor.free_slots() > 0:
+            run = self._queue.pop()
+            if run is None:
+                break
+            moved = True
+            job = self._jobs[run.serial]
+            self._running.add(run.serial)
+            self._started_at[run.serial] = time.monotonic()
+
+            def sink(
+                event: str,
+                data: dict[str, Any],
+                run: LiveRun = run,
+                loop: asyncio.AbstractEventLoop = loop,
+            ) -> None:
+                _call_soon(loop, self._event, run, event, data)
+
+            self.executor.submit(job, sink)
+        if moved:
+            self._announce_positions()
+
+    def _announce_positions(self) -> None:
+        """Each waiting run's place in line, as a `queued` event when it changed."""
+        workers = self.executor.workers()
+        busy = sum(1 for w in workers if w.busy)
+        for position, run in enumerate(self._queue.order(), start=1):
+            last = next((e for e in reversed(run.events) if e.event == "queued"), None)
+            if last is None or last.data["position"] != position:
+                run.publish(
+                    "queued",
+                    {"position": position, "workers": len(workers), "busy": busy},
+                )
+
+    def _event(self, run: LiveRun, event: str, data: dict[str, Any]) -> None:
+        """One event from a worker (on the loop)."""
+        if event == "result":
+            result = DemoResult.model_validate(data)
+            self.torch_version = result.torch_version
+            self._cache_put(run.key, result)
+            if self._store is not None:
+                self._spawn(asyncio.to_thread(self._store.put, run.key, data))
+        run.publish(event, data)
+        if event in ("result", "error"):
+            self._retire(run)
+
+    def _retire(self, run: LiveRun) -> None:
+        self._jobs.pop(run.serial, None)
+        self._running.discard(run.serial)
+        started = self._started_at.pop(run.serial, None)
+        if started is not None:
+            self._avg_run_s = 0.8 * self._avg_run_s + 0.2 * (time.monotonic() - started)
+        if self._live.get(run.key) is run:
+            del self._live[run.key]
+        self._finished[run.key] = run
+        self._finished.move_to_end(run.key)
+        while len(self._finished) > FINISHED_KEPT:
+            self._finished.popitem(last=False)
+
+    def _abandoned(self, run: LiveRun) -> None:
+        """The last reader left a run that has not finished: stop it."""
+        if self._queue.remove(run):
+            run.publish(
+                "error",
+                {
+                    "status": 503,
+                    "message": "Cancelled before it started: everyone waiting for it left.",
+                    "details": {"reason": "cancelled"},
+                },
+            )
+            self._retire(run)
+            self._announce_positions()
+        elif run.serial in self._running:
+            self.executor.cancel(self._jobs[run.serial].id)
+            # the single flight ends now: a new request starts afresh, not into a dying run
+            if self._live.get(run.key) is run:
+                del self._live[run.key]
+
+    # ------------------------------------------------------------------ cache
 
     def _cache_get(self, key: str) -> DemoResult | None:
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-            return hit
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+        return hit
 
     def _cache_put(self, key: str, result: DemoResult) -> None:
         if self.cache_size == 0:
             return
-        with self._lock:
-            self._cache[key] = result
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        self._cache[key] = result
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
 
-    def _stored(self, key: str) -> DemoResult | None:
-        """A result another worker stored, once this one knows its torch version and device."""
-        if self._store is None or self._device is None or self._torch_version is None:
+    async def _stored(self, key: str) -> DemoResult | None:
+        """A result another web process stored, once workers said which torch and device."""
+        workers = [w for w in self.executor.workers() if w.ready]
+        if self._store is None or not workers or self.torch_version is None:
             return None
-        stored = self._store.get(key, self._torch_version, self._device)
+        stored = await asyncio.to_thread(
+            self._store.get, key, self.torch_version, workers[0].device or "cpu"
+        )
         if stored is None:
             return None
         try:
@@ -255,136 +329,40 @@ class DemoRunner:
         self._cache_put(key, result)
         return result
 
-    # ------------------------------------------------------------------ the work
+    # ------------------------------------------------------------------ reporting
 
-    def _work(
-        self,
-        experiment: Experiment,
-        params: ExperimentParams,
-        key: str,
-        emit: Callable[[Progress], None] | None,
-        cancel: threading.Event,
-        lm: Any = None,
-    ) -> DemoResult:
-        """Runs on a pool thread: one experiment, under the time budget."""
-        with self._lock:
-            self._queued -= 1
-            self._running += 1
-        start = self._clock()
-        try:
-            if cancel.is_set():
-                raise RunCancelled("the client went away before the run started")
-            run_fn = self._ensure_torch()
-            assert self._device is not None
-            # the budget is for training; the one-off torch import does not count against it
-            deadline = self._clock() + self.time_budget_s
-            timed_out = False
+    def status(self) -> dict[str, Any]:
+        workers = self.executor.workers()
+        alive = [w for w in workers if w.ready]
+        devices = sorted({w.device for w in alive if w.device})
+        waiting = self._queue.order()
+        return {
+            "workers": len(alive),
+            "starting": len(workers) - len(alive),
+            "busy": sum(1 for w in workers if w.busy),
+            "device": ",".join(devices) or None,
+            "queue": len(waiting),
+            "queued_visitors": sum(1 for r in waiting if r.client != BACKGROUND),
+            "in_flight": len(self._live),
+            "cache_entries": len(self._cache),
+            "client_cap": self.client_cap,
+            "max_queued": self.max_queued,
+            "errors": sorted({w.error for w in workers if w.error}),
+            "detail": [w.model_dump() for w in workers],
+        }
 
-            def should_stop() -> bool:
-                nonlocal timed_out
-                if cancel.is_set() or self._closed.is_set():
-                    return True
-                if self._clock() > deadline:
-                    timed_out = True
-                    return True
-                return False
+    def worker_infos(self) -> list[WorkerInfo]:
+        return self.executor.workers()
 
-            try:
-                extra = {"lm": lm} if lm is not None else {}
-                result = run_fn(
-                    experiment,
-                    params,
-                    self._device,
-                    on_progress=emit,
-                    should_stop=should_stop,
-                    **extra,
-                )
-            except RunCancelled as exc:
-                if timed_out:
-                    raise RunTimedOut(
-                        f"the run exceeded its wall-clock budget of {self.time_budget_s:g} s "
-                        "and was stopped; lower steps or the model's size"
-                    ) from exc
-                raise
-            except Exception as exc:
-                if _is_out_of_memory(exc):
-                    _release_device_memory()
-                    raise DemoDeviceError(
-                        f"the {self._device} device ran out of memory for this run; lower "
-                        "its size, or retry when the demo is less busy"
-                    ) from exc
-                raise
-            self._cache_put(key, result)
-            if self._store is not None:
-                self._store.put(key, result.model_dump(mode="json"))
-            return result
-        finally:
-            elapsed = self._clock() - start
-            with self._lock:
-                self._running -= 1
-                self._avg_run_s = 0.8 * self._avg_run_s + 0.2 * elapsed
-
-    async def open(
-        self, experiment: Experiment, params: ExperimentParams, *, progress: bool = True
-    ) -> Run:
-        """A run of this config: from the cache, or admitted now (raises GateFull when full).
-        With progress=False the engine draws no live charts (nobody would see them).
-        An experiment that needs the language model raises ModelTraining until it exists."""
-        key = experiment.cache_key(params)
-        lm = None
-        if experiment.needs_model:
-            if self.lm is None:
-                raise DemoDeviceError(
-                    "this server runs no language model (GLOSSARY_LM_START is false)"
-                )
-            lm = self.lm.trained()  # ModelTraining / ModelFailed while there is none
-            key += "|model=" + lm.weights_hash
-        hit = self._cache_get(key)
-        if hit is None and self._store is not None:
-            hit = await asyncio.to_thread(self._stored, key)
-        if hit is not None:
-            return Run(result=hit)
-        self._admit()
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[Progress] = asyncio.Queue()
-        cancel = threading.Event()
-
-        def emit(event: Progress) -> None:  # on the worker thread
-            try:
-                loop.call_soon_threadsafe(events.put_nowait, event)
-            except RuntimeError:  # the loop is closed (the app stopped): nobody listens
-                cancel.set()
-
-        future = self._submit(experiment, params, key, emit if progress else None, cancel, lm)
-        return Run(future=future, events=events, cancel=cancel)
-
-    async def result(
-        self,
-        experiment: Experiment,
-        params: ExperimentParams,
-        is_disconnected: Callable[[], Awaitable[bool]] | None = None,
-    ) -> DemoResult:
-        """Open a run and read it to its result (no progress)."""
-        run = await self.open(experiment, params, progress=False)
-        async for item in run.events(is_disconnected):
-            if isinstance(item, DemoResult):
-                return item
-        raise RuntimeError("a run ended without a result")  # pragma: no cover
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def _release_device_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
+    """Run fn on the loop from any thread; after the loop closed there is nobody to tell."""
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:
+        pass

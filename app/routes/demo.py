@@ -1,7 +1,8 @@
 """The live demo under /api/demo: the catalog, one run as JSON, or a run as server-sent events.
-Torch work happens in the runner's worker threads, never on the event loop."""
+The web process never runs an experiment: its runner queues runs for worker processes."""
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
@@ -12,24 +13,39 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import Settings
-from app.db import is_sqlite, make_engine
 from app.demo.catalog import EXPERIMENTS, catalog, defaults, resolve
-from app.demo.errors import DemoDeviceError, DemoInputError, GateFull, RunCancelled, RunTimedOut
+from app.demo.errors import (
+    ClientOverCap,
+    DemoDeviceError,
+    DemoInputError,
+    GateFull,
+    NoWorkers,
+    RunCancelled,
+    RunTimedOut,
+)
 from app.demo.experiment import Experiment
-from app.demo.lm.config import SPECS
-from app.demo.lm.service import LanguageModelService, ModelFailed, ModelTraining
+from app.demo.fairness import client_of
+from app.demo.jobs import describe_error
+from app.demo.live import RunEvent, parse_last_event_id
+from app.demo.lm.service import ModelFailed, ModelTraining
 from app.demo.params import ExperimentParams
 from app.demo.result import DemoResult, Progress
-from app.demo.run import Run
-from app.demo.runner import DemoRunner
+from app.demo.runner import DemoRunner, Opened
+from app.demo.setup import build_runner
 from app.errors import error_response
 from app.views import DemoPreset, ErrorBody
 
 log = logging.getLogger("glossary.demo")
 TRAINING_POLL_S = 0.5  # how often a waiting stream reports the model's training
+DISCONNECT_POLL_S = 0.1  # how often a waiting reader checks that its client is still there
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "A parameter is unknown or out of range"},
+    429: {
+        "model": ErrorBody,
+        "description": "This client already has as many runs queued or running as one may "
+        "(see Retry-After)",
+    },
     503: {"model": ErrorBody, "description": "The demo is busy (see Retry-After) or failed"},
 }
 # The stream's errors are JSON too: say so, or its response_class would relabel them.
@@ -40,82 +56,37 @@ STREAM_ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/api/demo", tags=["demo"], responses=ERRORS)
 
 
-def start_runner(app: FastAPI, settings: Settings) -> DemoRunner:
-    """Create the app's runner and warm every experiment's default result in the background."""
-    from app.demo.store import ResultStore
-
-    # With PostgreSQL every worker shares results through the database; SQLite stays
-    # read-only to the web process, so there the cache is per process.
-    store = None
-    if not is_sqlite(settings.database_url):
-        store = ResultStore(make_engine(settings.database_url))
-    lm = start_language_model(settings)
-    runner = DemoRunner(
-        lm=lm,
-        device=settings.demo_device,
-        max_running=settings.demo_max_running,
-        max_queued=settings.demo_max_queued,
-        time_budget_s=settings.demo_time_budget_s,
-        store=store,
-    )
+async def start_runner(app: FastAPI, settings: Settings) -> DemoRunner:
+    """Create the app's runner (and its workers) and queue every default run as warm-up."""
+    runner = build_runner(settings)
+    await runner.start()
     app.state.demo_runner = runner
     if settings.demo_warmup:
         runner.start_warmup([(e, defaults(name)) for name, e in EXPERIMENTS.items()])
     return runner
 
 
-def start_language_model(settings: Settings) -> LanguageModelService | None:
-    """The server's language model: loaded from the cache or trained, in the background."""
-    if not settings.lm_start:
-        return None
-    database = None if is_sqlite(settings.database_url) else make_engine(settings.database_url)
-    service = LanguageModelService(
-        SPECS[settings.lm_size], settings.data_dir, settings.cache_dir, database
-    )
-    service.start()
-    return service
-
-
 # ----------------------------------------------------------------------------- errors
 
 
-def demo_error(exc: Exception) -> tuple[ErrorBody, dict[str, str]] | None:
+def error_answer(exc: Exception) -> tuple[ErrorBody, dict[str, str]] | None:
     """The answer to one of the demo's exceptions, as a body and headers (None: not ours)."""
-    if isinstance(exc, DemoInputError):
-        details = {"parameter": exc.param, "errors": exc.errors}
-        return ErrorBody(status=422, message=exc.message, details=details), {}
-    if isinstance(exc, GateFull):
-        retry = max(1, int(exc.retry_after_s))
-        message = f"The demo is busy; try again in {retry} s."
-        body = ErrorBody(status=503, message=message, details={"retry_after_s": retry})
-        return body, {"Retry-After": str(retry)}
-    if isinstance(exc, RunTimedOut):
-        message = f"The run took longer than its time budget: {exc}"
-        body = ErrorBody(status=503, message=message, details={"reason": "time_budget"})
-        return body, {"Retry-After": "5"}
-    if isinstance(exc, ModelTraining):
-        retry = exc.retry_after_s
-        message = f"The language model this experiment runs on is training; try again in {retry} s."
-        training: dict[str, Any] = {
-            "reason": "model_training",
-            "retry_after_s": retry,
-            "progress": exc.progress.model_dump(exclude={"train_loss", "val_loss"}),
-        }
-        return ErrorBody(status=503, message=message, details=training), {"Retry-After": str(retry)}
-    if isinstance(exc, ModelFailed):
-        body = ErrorBody(status=503, message=str(exc), details={"reason": "model_failed"})
-        return body, {"Retry-After": "60"}
-    if isinstance(exc, DemoDeviceError):
-        body = ErrorBody(status=503, message=str(exc), details={"reason": "device"})
-        return body, {"Retry-After": "2"}
-    return None
+    body = describe_error(exc)
+    return None if body is None else _answer(body)
+
+
+def _answer(body: dict[str, Any]) -> tuple[ErrorBody, dict[str, str]]:
+    details = body.get("details") or {}
+    retry = details.get("retry_after_s") if isinstance(details, dict) else None
+    headers = {"Retry-After": str(max(1, int(retry)))} if retry is not None else {}
+    return ErrorBody.model_validate(body), headers
 
 
 def install_demo_error_handlers(app: FastAPI) -> None:
     """One handler answers every demo error the routes and their dependencies raise."""
 
     async def handle(request: Request, exc: Exception) -> Response:
-        answer = demo_error(exc)
+        answer = error_answer(exc)
         assert answer is not None
         body, headers = answer
         response = error_response(request, body.status, body.message, body.details)
@@ -124,7 +95,9 @@ def install_demo_error_handlers(app: FastAPI) -> None:
 
     for kind in (
         DemoInputError,
+        ClientOverCap,
         GateFull,
+        NoWorkers,
         RunTimedOut,
         DemoDeviceError,
         ModelTraining,
@@ -149,40 +122,42 @@ class DemoQuery(BaseModel):
     )
 
 
-def demo_request(query: Annotated[DemoQuery, Query()]) -> tuple[Experiment, ExperimentParams]:
+Wanted = tuple[Experiment, ExperimentParams]
+
+
+def demo_request(query: Annotated[DemoQuery, Query()]) -> Wanted:
     """The experiment and its validated parameters (DemoInputError -> 422)."""
     raw = {name: str(value) for name, value in (query.model_extra or {}).items()}
     return resolve(query.preset, raw)
 
 
-def run_opener(progress: bool) -> Callable[..., Awaitable[Run]]:
-    """A dependency opening the request's run, cached or admitted (GateFull -> 503 before
-    any byte is sent); progress=False for a route nobody watches live."""
+async def open_request(request: Request, wanted: Wanted, progress: bool) -> Opened:
+    """Join, answer from the cache, or queue the request's run (429/503 before any byte)."""
+    runner: DemoRunner = request.app.state.demo_runner
+    settings: Settings = request.app.state.settings
+    return await runner.open(
+        *wanted,
+        client=client_of(request, settings.proxies()),
+        last_event=parse_last_event_id(request.headers.get("last-event-id")),
+        progress=progress,
+    )
 
-    async def open_run(
-        request: Request,
-        wanted: Annotated[tuple[Experiment, ExperimentParams], Depends(demo_request)],
-    ) -> Run:
-        runner: DemoRunner = request.app.state.demo_runner
-        return await runner.open(*wanted, progress=progress)
 
-    return open_run
+async def open_quiet(request: Request, wanted: Annotated[Wanted, Depends(demo_request)]) -> Opened:
+    return await open_request(request, wanted, progress=False)
 
 
 class ModelPending:
     """A stream's run that waits for the language model: training events first, then the run."""
 
-    def __init__(self, runner: DemoRunner, wanted: tuple[Experiment, ExperimentParams]) -> None:
-        self.runner, self.wanted = runner, wanted
+    def __init__(self, request: Request, wanted: Wanted) -> None:
+        self.request, self.wanted = request, wanted
 
-    async def events(
-        self, is_disconnected: Callable[[], Awaitable[bool]]
-    ) -> AsyncIterator[Progress | DemoResult]:
-        assert self.runner.lm is not None
+    async def opened(self) -> AsyncIterator[Progress | Opened]:
         while True:
             try:
-                run = await self.runner.open(*self.wanted, progress=True)
-                break
+                yield await open_request(self.request, self.wanted, progress=True)
+                return
             except ModelTraining as exc:
                 p = exc.progress
                 yield Progress(
@@ -191,27 +166,48 @@ class ModelPending:
                     total_steps=p.total_steps,
                     charts=[p.chart()],
                 )
-            if await is_disconnected():
+            if await self.request.is_disconnected():
                 raise RunCancelled("the client went away while the model trained")
             await asyncio.sleep(TRAINING_POLL_S)
-        async for item in run.events(is_disconnected):
-            yield item
 
 
 async def open_stream(
-    request: Request,
-    wanted: Annotated[tuple[Experiment, ExperimentParams], Depends(demo_request)],
-) -> Run | ModelPending:
+    request: Request, wanted: Annotated[Wanted, Depends(demo_request)]
+) -> Opened | ModelPending:
     """The stream's run; while the language model trains, one that waits for it."""
-    runner: DemoRunner = request.app.state.demo_runner
     try:
-        return await runner.open(*wanted, progress=True)
+        return await open_request(request, wanted, progress=True)
     except ModelTraining:
-        return ModelPending(runner, wanted)
+        return ModelPending(request, wanted)
 
 
-RunDep = Annotated[Run | ModelPending, Depends(open_stream)]
-QuietRunDep = Annotated[Run, Depends(run_opener(progress=False))]
+async def follow(
+    opened: Opened, is_disconnected: Callable[[], Awaitable[bool]]
+) -> AsyncIterator[RunEvent]:
+    """The run's events from the reader's place on; raises RunCancelled when the client
+    leaves (the run stops when it was its last reader)."""
+    assert opened.run is not None
+    events = opened.run.follow(opened.skip)
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(events))
+            while True:
+                done, _ = await asyncio.wait({step}, timeout=DISCONNECT_POLL_S)
+                if done:
+                    break
+                if await is_disconnected():
+                    step.cancel()
+                    raise RunCancelled("the client went away")
+            try:
+                yield step.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        await events.aclose()
+
+
+def with_source(data: dict[str, Any], source: str) -> dict[str, Any]:
+    return data | {"source": source, "cached": source == "cache"}
 
 
 # ----------------------------------------------------------------------------- routes
@@ -219,22 +215,35 @@ QuietRunDep = Annotated[Run, Depends(run_opener(progress=False))]
 
 @router.get("/presets", response_model=list[DemoPreset])
 def list_presets() -> list[dict[str, Any]]:
-    """Every experiment: family, terms, variants, parameters with bounds, claims."""
+    """Every experiment: family, terms, variants, parameters with bounds, claims, and this
+    deployment's compute budget."""
     return catalog()
 
 
+def _json(data: dict[str, Any], headers: dict[str, str]) -> Response:
+    return Response(json.dumps(data), headers=headers, media_type="application/json")
+
+
 @router.get("", response_model=DemoResult)
-async def run_demo(request: Request, run: QuietRunDep) -> Response:
-    """Run one experiment (or answer it from the cache) and return every number."""
+async def run_demo(request: Request, opened: Annotated[Opened, Depends(open_quiet)]) -> Response:
+    """Run one experiment (or join the same run in flight, or answer it from the cache) and
+    return every number; `source` says which."""
+    cache = {"cache-control": "public, max-age=3600"}
+    if opened.result is not None:
+        return Response(
+            opened.result.model_copy(update={"cached": True, "source": "cache"}).model_dump_json(),
+            media_type="application/json",
+            headers=cache,
+        )
     try:
-        async for item in run.events(request.is_disconnected):
-            if isinstance(item, DemoResult):
-                # already a validated DemoResult: serialize it once, without a second check
-                return Response(
-                    item.model_dump_json(),
-                    media_type="application/json",
-                    headers={"cache-control": "public, max-age=3600"},
-                )
+        async for event in follow(opened, request.is_disconnected):
+            if event.event == "result":
+                return _json(with_source(event.data, opened.source), headers=cache)
+            if event.event == "error":
+                body, headers = _answer(event.data)
+                response = error_response(request, body.status, body.message, body.details)
+                response.headers.update(headers)
+                return response
     except RunCancelled:  # the client went away: nobody reads this answer
         return Response(status_code=499)
     raise RuntimeError("a run ended without a result")  # pragma: no cover
@@ -246,21 +255,39 @@ async def run_demo(request: Request, run: QuietRunDep) -> Response:
     responses={
         200: {
             "content": {"text/event-stream": {}},
-            "description": "`progress` events, then one `result` (or `error`) event",
+            "description": "`queued` (the run's place in the queue), `progress` events, then "
+            "one `result` (or `error`) event. Events have ids: reconnect with Last-Event-ID "
+            "to get the ones missed",
         },
         **STREAM_ERRORS,
     },
 )
-async def stream_demo(request: Request, run: RunDep) -> AsyncIterator[ServerSentEvent]:
-    """The same run as server-sent events: progress per recorded step, then the result."""
+async def stream_demo(
+    request: Request, pending: Annotated[Opened | ModelPending, Depends(open_stream)]
+) -> AsyncIterator[ServerSentEvent]:
+    """The same run as server-sent events: queued, progress per recorded step, the result."""
     try:
-        async for item in run.events(request.is_disconnected):
-            name = "progress" if isinstance(item, Progress) else "result"
-            yield ServerSentEvent(event=name, data=item)
+        if isinstance(pending, ModelPending):
+            opened = None
+            async for item in pending.opened():
+                if isinstance(item, Progress):
+                    yield ServerSentEvent(event="progress", data=item)
+                else:
+                    opened = item
+            assert opened is not None
+        else:
+            opened = pending
+        if opened.result is not None:
+            result = opened.result.model_copy(update={"cached": True, "source": "cache"})
+            yield ServerSentEvent(event="result", data=result)
+            return
+        async for event in follow(opened, request.is_disconnected):
+            data = with_source(event.data, opened.source) if event.event == "result" else event.data
+            yield ServerSentEvent(event=event.event, data=data, id=event.id)
     except RunCancelled:  # the client went away
         return
     except Exception as exc:
-        answer = demo_error(exc)
+        answer = error_answer(exc)
         if answer is None:
             log.exception("demo run failed")
             body = ErrorBody(status=500, message="The run failed on our side.", details=None)

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from app.demo.params import BUDGET_S, ExperimentParams
+from app.demo.params import ExperimentParams, budget_s
 
 TRANSFORMER_TOKENS = 16  # tokens per example of the teacher task (spirals has 2)
 
@@ -92,13 +92,13 @@ class GradientFlowParams(ExperimentParams):
         """The most steps the compute budget allows at this size."""
         one = self.estimate_seconds(0)
         per_step = self.estimate_seconds(1) - one
-        return max(0, math.floor((BUDGET_S - one) / per_step))
+        return max(0, math.floor((budget_s() - one) / per_step))
 
     def budget_problem(self) -> tuple[str, str] | None:
-        if self.estimate_seconds() <= BUDGET_S:
+        if self.estimate_seconds() <= budget_s():
             return None
         size = f"depth={self.depth}, width={self.width} and batch_size={self.batch_size}"
-        if self.estimate_seconds(0) > BUDGET_S:
+        if self.estimate_seconds(0) > budget_s():
             # even initialization alone is too big: blame the size furthest above its default
             fields = type(self).model_fields
             param = max(
@@ -107,12 +107,12 @@ class GradientFlowParams(ExperimentParams):
             )
             return param, (
                 f"{size} are too large together for the compute budget of about "
-                f"{BUDGET_S:g} s per run, even with steps=0; lower {param} "
+                f"{budget_s():g} s per run, even with steps=0; lower {param} "
                 f"(now {getattr(self, param)})"
             )
         return "steps", (
             f"steps must be at most {self.max_steps()} for {size} to stay within the compute "
-            f"budget of about {BUDGET_S:g} s per run, got {self.steps}; lower steps, "
+            f"budget of about {budget_s():g} s per run, got {self.steps}; lower steps, "
             "depth, width or batch_size"
         )
 

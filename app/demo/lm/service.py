@@ -77,6 +77,28 @@ class ModelFailed(Exception):
     """Training failed; the message says why."""
 
 
+def ready_hash(progress: TrainingProgress | None) -> str:
+    """The weights hash of a ready model, or the exception that says why there is none
+    (the web process asks this of the progress its workers report)."""
+    if progress is not None and progress.state == "ready" and progress.weights_hash:
+        return progress.weights_hash
+    raise not_ready(progress or TrainingProgress(state="waiting"))
+
+
+def not_ready(progress: TrainingProgress) -> ModelTraining | ModelFailed:
+    if progress.state == "failed":
+        return ModelFailed(f"the language model could not be trained: {progress.error}")
+    return ModelTraining(progress, retry_after(progress))
+
+
+def retry_after(p: TrainingProgress) -> int:
+    """Seconds until training should be done, from its pace so far."""
+    if p.step == 0 or p.total_steps == 0:
+        return 5
+    per_step = p.seconds / p.step
+    return max(1, min(60, round(per_step * (p.total_steps - p.step)) + 1))
+
+
 def code_digest() -> str:
     digest = hashlib.sha256()
     for name in CODE_FILES:
@@ -121,21 +143,13 @@ class LanguageModelService:
             if self._trained is not None:
                 return self._trained
             progress = self._progress.model_copy()
-        if progress.state == "failed":
-            raise ModelFailed(f"the language model could not be trained: {progress.error}")
-        raise ModelTraining(progress, self._retry_after(progress))
+        raise not_ready(progress)
 
     def text(self) -> LMText:
         """The text it was trained on (after it is ready)."""
         self.trained()
         assert self._text is not None
         return self._text
-
-    def _retry_after(self, p: TrainingProgress) -> int:
-        if p.step == 0 or p.total_steps == 0:
-            return 5
-        per_step = p.seconds / p.step
-        return max(1, min(60, round(per_step * (p.total_steps - p.step)) + 1))
 
     # ------------------------------------------------------------------ the work
 
@@ -191,7 +205,7 @@ class LanguageModelService:
             self._source = "database"
             blob = self._train_once_across_workers(key, database, files, text)
         elif blob is None:
-            blob = self._train_and_store(key, files, None, text)
+            blob = self._train_once_across_processes(key, files, text)
         try:
             self._ready(blob)
         except Exception:  # a damaged or foreign file: train afresh and replace it
@@ -217,6 +231,19 @@ class LanguageModelService:
             finally:
                 conn.execute(sql("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
                 conn.commit()
+
+    def _train_once_across_processes(self, key: str, files: Any, text: LMText) -> bytes:
+        """Without a database, the worker processes of one machine share the cache folder:
+        one trains under a file lock while the others wait for it, then read its file."""
+        import fcntl
+
+        files.dir.mkdir(parents=True, exist_ok=True)
+        with open(files.dir / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            blob = files.get(key)
+            if blob is not None:
+                return bytes(blob)
+            return self._train_and_store(key, files, None, text)
 
     def _train_and_store(self, key: str, files: Any, database: Any, text: LMText) -> bytes:
         from app.demo.lm.training import train
