@@ -178,3 +178,37 @@ def ping(
         finally:
             engine.dispose()
         time.sleep(0.5)
+
+
+@app.command()
+def worker(
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="Worker processes (default: GLOSSARY_DEMO_WORKERS, auto)."
+        ),
+    ] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Run demo workers that take runs from PostgreSQL's queue (on any machine that can
+    reach the database). On the embedded SQLite default `glossary serve` starts its own."""
+    import asyncio
+
+    from app.db import is_sqlite
+
+    settings = _settings(None, database_url)
+    if is_sqlite(settings.database_url):
+        typer.echo(
+            "glossary worker needs PostgreSQL (GLOSSARY_DATABASE_URL=postgresql+psycopg://...): "
+            "with the embedded SQLite default, `glossary serve` starts its demo workers itself.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    from app.demo.queue_worker import serve as serve_queue
+
+    count = workers or max(1, settings.worker_count())
+    typer.echo(f"demo workers: {count} on {_safe(settings.database_url)}, queue 'demo'")
+    try:
+        asyncio.run(serve_queue(settings, count))
+    except KeyboardInterrupt:
+        pass

@@ -109,3 +109,44 @@ class LMWeights(SQLModel, table=True):
     weights_hash: str
     payload: bytes  # torch.save of the weights, checkpoints and training log
     created_at: str
+
+
+class DemoRun(SQLModel, table=True):
+    """A demo run on the shared queue (PostgreSQL deployments): one row per config, so every
+    web process joins the same run (single flight). Times are the database's epoch seconds."""
+
+    __tablename__ = "demo_runs"
+
+    config_key: str = Field(primary_key=True)
+    run_id: str = Field(index=True, unique=True)
+    job_id: int | None = None  # procrastinate's job
+    state: str  # queued | running | done | failed | cancelled
+    client: str
+    priority: int = 0
+    listeners: int = 0  # web processes following it
+    job: str  # the Job as JSON
+    created_at: float
+    heartbeat_at: float  # refreshed by the worker while it runs
+
+
+class DemoRunEvent(SQLModel, table=True):
+    """A run's events in order, as its worker wrote them (web processes relay them)."""
+
+    __tablename__ = "demo_run_events"
+
+    run_id: str = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    event: str
+    data: str  # JSON
+
+
+class DemoWorkerRow(SQLModel, table=True):
+    """A demo worker process on some machine, refreshed every second while it lives."""
+
+    __tablename__ = "demo_workers"
+
+    id: str = Field(primary_key=True)  # host:pid
+    info: str  # WorkerInfo as JSON
+    model: str | None = None  # its language model's TrainingProgress as JSON
+    torch_version: str | None = None
+    heartbeat_at: float

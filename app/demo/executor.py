@@ -30,6 +30,7 @@ class WorkerInfo(BaseModel):
     host: str = "local"
     pid: int | None = None
     device: str | None = None
+    torch_version: str | None = None
     speed: float = Field(1.0, description="Measured speed relative to the reference CPU")
     busy: bool = False
     ready: bool = False  # torch imported, device picked and calibrated

@@ -39,6 +39,8 @@ class Job:
     params: dict[str, ParamValue]  # canonical, without the preset
     needs_model: bool = False
     progress: bool = True  # whether anyone watches the live charts
+    key: str = ""  # the run's identity (config, and model weights): one run per key
+    client: str = ""  # who asked first (fairness on the shared queue)
 
     @classmethod
     def of(cls, experiment: Experiment, params: ExperimentParams, progress: bool = True) -> Job:

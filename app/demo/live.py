@@ -56,8 +56,13 @@ class LiveRun:
         self.events: list[RunEvent] = []
         self.listeners = 0
         self.abandoned = False
+        self.joined_elsewhere = False  # another web process started it (PostgreSQL)
         self._on_abandoned = on_abandoned
         self._changed = asyncio.Event()
+
+    def source_for(self, opened_as: str) -> str:
+        """What a reader who opened it as `opened_as` should be told the result's source is."""
+        return "joined" if opened_as == "computed" and self.joined_elsewhere else opened_as
 
     @property
     def finished(self) -> bool:

@@ -128,6 +128,11 @@ class WorkerPool:
             return None
         return max(models, key=lambda m: (order.get(m.state, 0), m.step))
 
+    def models(self) -> dict[str, TrainingProgress]:
+        """Each worker's language model, by worker id."""
+        with self._lock:
+            return {w.info.id: w.model for w in self._workers.values() if w.model is not None}
+
     def pids(self) -> list[int]:
         with self._lock:
             return [w.process.pid for w in self._workers.values() if w.process.pid]
@@ -214,6 +219,7 @@ class WorkerPool:
                         "pid": info["pid"],
                         "host": info["host"],
                         "device": info["device"],
+                        "torch_version": info["torch_version"],
                         "speed": info["speed"],
                         "error": info["error"],
                         "ready": True,

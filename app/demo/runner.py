@@ -18,11 +18,12 @@ visitors join; a visitor who joins one moves it into their own turn.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -90,14 +91,21 @@ class DemoRunner:
         self._started_at: dict[int, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        self.torch_version: str | None = None  # as workers report it, for the shared cache
+        # started with the runner, cancelled at shutdown (a queue worker in this process)
+        self.companions: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     # ------------------------------------------------------------------ life
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        loop = self._loop
-        self.executor.start(lambda: _call_soon(loop, self._changed))
+        """Start the workers (the lifespan does; otherwise the first request does)."""
+        self._ensure_started()
+
+    def _ensure_started(self) -> None:
+        if self._loop is None:
+            self._loop = loop = asyncio.get_running_loop()
+            self.executor.start(lambda: _call_soon(loop, self._changed))
+            for companion in self.companions:
+                self._spawn(companion())
 
     def shutdown(self) -> None:
         self._closed = True
@@ -110,6 +118,7 @@ class DemoRunner:
     def start_warmup(self, runs: Iterable[tuple[Experiment, ExperimentParams]]) -> None:
         """Queue every run in the background line now (those on the language model once
         it is ready). Visitors asking for one of them join it instead of waiting behind it."""
+        self._ensure_started()
         todo = list(runs)
         for experiment, params in todo:
             if not experiment.needs_model:
@@ -157,6 +166,7 @@ class DemoRunner:
         last_event: tuple[int, int] | None = None,
         progress: bool = True,
     ) -> Opened:
+        self._ensure_started()
         key = self._key(experiment, params)
         live = self._live.get(key)
         if live is not None:
@@ -197,7 +207,7 @@ class DemoRunner:
     def _new_run(self, key: str, job: Job, client: str) -> LiveRun:
         run = LiveRun(key, client, self._abandoned, kept=client == BACKGROUND)
         self._live[key] = run
-        self._jobs[run.serial] = job
+        self._jobs[run.serial] = dataclasses.replace(job, key=key, client=client)
         self._queue.push(client, run)
         self._announce_positions()
         self._dispatch()
@@ -254,9 +264,11 @@ class DemoRunner:
 
     def _event(self, run: LiveRun, event: str, data: dict[str, Any]) -> None:
         """One event from a worker (on the loop)."""
+        if event == "joined":  # the shared queue had this run already (another web process)
+            run.joined_elsewhere = True
+            return
         if event == "result":
             result = DemoResult.model_validate(data)
-            self.torch_version = result.torch_version
             self._cache_put(run.key, result)
             if self._store is not None:
                 self._spawn(asyncio.to_thread(self._store.put, run.key, data))
@@ -314,11 +326,12 @@ class DemoRunner:
 
     async def _stored(self, key: str) -> DemoResult | None:
         """A result another web process stored, once workers said which torch and device."""
-        workers = [w for w in self.executor.workers() if w.ready]
-        if self._store is None or not workers or self.torch_version is None:
+        workers = [w for w in self.executor.workers() if w.ready and w.torch_version]
+        if self._store is None or not workers:
             return None
+        worker = workers[0]
         stored = await asyncio.to_thread(
-            self._store.get, key, self.torch_version, workers[0].device or "cpu"
+            self._store.get, key, worker.torch_version or "", worker.device or "cpu"
         )
         if stored is None:
             return None

@@ -37,14 +37,22 @@ def local_pool(settings: Settings, size: int | None = None, **overrides: Any) ->
 
 
 def build_runner(settings: Settings) -> DemoRunner:
+    """SQLite: this process's worker pool. PostgreSQL: the shared queue, plus (unless
+    demo_workers is 0) a queue worker in this process with its own pool."""
+    options: dict[str, Any] = {
+        "client_cap": settings.demo_client_cap,
+        "max_queued": settings.demo_max_queued,
+    }
+    if is_sqlite(settings.database_url):
+        return DemoRunner(local_pool(settings), **options)
+    from app.demo.queue_worker import serve
+    from app.demo.remote import RemoteExecutor
     from app.demo.store import ResultStore
 
-    store = None
-    if not is_sqlite(settings.database_url):
-        store = ResultStore(make_engine(settings.database_url))
-    return DemoRunner(
-        local_pool(settings),
-        client_cap=settings.demo_client_cap,
-        max_queued=settings.demo_max_queued,
-        store=store,
+    database = make_engine(settings.database_url)
+    runner = DemoRunner(
+        RemoteExecutor(database, settings.database_url), store=ResultStore(database), **options
     )
+    if settings.worker_count() > 0:
+        runner.companions.append(lambda: serve(settings, settings.worker_count()))
+    return runner

@@ -238,7 +238,8 @@ async def run_demo(request: Request, opened: Annotated[Opened, Depends(open_quie
     try:
         async for event in follow(opened, request.is_disconnected):
             if event.event == "result":
-                return _json(with_source(event.data, opened.source), headers=cache)
+                source = opened.run.source_for(opened.source)  # type: ignore[union-attr]
+                return _json(with_source(event.data, source), headers=cache)
             if event.event == "error":
                 body, headers = _answer(event.data)
                 response = error_response(request, body.status, body.message, body.details)
@@ -282,7 +283,9 @@ async def stream_demo(
             yield ServerSentEvent(event="result", data=result)
             return
         async for event in follow(opened, request.is_disconnected):
-            data = with_source(event.data, opened.source) if event.event == "result" else event.data
+            data = event.data
+            if event.event == "result":
+                data = with_source(data, opened.run.source_for(opened.source))  # type: ignore[union-attr]
             yield ServerSentEvent(event=event.event, data=data, id=event.id)
     except RunCancelled:  # the client went away
         return
