@@ -147,7 +147,10 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
-        proxy_headers=True,
+        # Forwarded headers count only from the proxies the operator named: anyone can send
+        # X-Forwarded-For, and the demo's per-client cap trusts the address uvicorn reports.
+        proxy_headers=bool(settings.proxies()),
+        forwarded_allow_ips=",".join(settings.proxies()) or None,
         log_level="info",
     )
 

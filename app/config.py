@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # Visitors' runs that may wait for a worker at once (more: 503 with Retry-After).
     demo_max_queued: int = Field(default=32, ge=0)
     demo_time_budget_s: float = Field(default=10.0, gt=0)
+    # "module:function" the workers run instead of the real engine (tests script runs with it).
+    demo_engine: str | None = None
     # Peer addresses of reverse proxies whose X-Forwarded-For names the client (comma-separated).
     trusted_proxies: str = ""
     # Trained language-model weights live here (an empty directory: the next start trains).

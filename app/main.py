@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            runner.shutdown()
+            await runner.aclose()
             engine.dispose()
 
     app = FastAPI(

@@ -67,6 +67,8 @@ def make_settings(tmp_path: Path, data_dir: Path, **overrides: object) -> Settin
         "lm_size": "tiny",
         "cache_dir": LM_CACHE_DIR,
         "lm_start": False,
+        # No worker processes unless a test asks (each imports torch: seconds to start).
+        "demo_workers": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -100,7 +102,7 @@ def real_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def real_app(real_db: Path) -> FastAPI:
-    return create_app(make_settings(real_db, real_db / "data", lm_start=True))
+    return create_app(make_settings(real_db, real_db / "data", lm_start=True, demo_workers=1))
 
 
 @pytest.fixture(scope="session")

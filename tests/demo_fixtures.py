@@ -25,6 +25,7 @@ from app.demo.errors import RunCancelled
 from app.demo.experiment import Experiment
 from app.demo.params import ExperimentParams
 from app.demo.result import DemoResult, Progress, VariantResult
+from app.demo.executor import ThreadExecutor
 from app.demo.runner import DemoRunner
 
 FAILSAFE_S = 20.0  # only a broken feature waits this long
@@ -199,6 +200,26 @@ def runner_in(app: FastAPI, runner: DemoRunner) -> Iterator[DemoRunner]:
         runner.shutdown()
 
 
+def thread_runner(
+    engine: object,
+    *,
+    slots: int = 1,
+    budget_s: float = 10.0,
+    clock: FakeClock | None = None,
+    **options: object,
+) -> DemoRunner:
+    """A DemoRunner whose runs execute on `slots` threads of this process with `engine` (a
+    ControlledEngine, or experiment.execute for real numbers). Its clock is `clock` or a
+    FakeClock that stands still, so the time budget stops a run only when the test moves it."""
+    executor = ThreadExecutor(
+        engine,  # type: ignore[arg-type]
+        slots=slots,
+        budget_s=budget_s,
+        clock=clock or FakeClock(),
+    )
+    return DemoRunner(executor, **options)  # type: ignore[arg-type]
+
+
 # ----------------------------------------------------------------------------- fixtures
 
 
@@ -211,18 +232,11 @@ def controlled_engine() -> Iterator[ControlledEngine]:
 
 @pytest.fixture
 def make_runner(controlled_engine: ControlledEngine) -> Iterator[Callable[..., DemoRunner]]:
-    """DemoRunner(device="cpu", engine=controlled_engine, clock=FakeClock(), **overrides),
-    shut down after. The fake clock stands still, so the time budget never stops a run
-    unless the test moves the clock: what stops a run is what the test is about."""
+    """thread_runner(controlled_engine, **options), shut down after the test."""
     runners: list[DemoRunner] = []
 
-    def make(**overrides: object) -> DemoRunner:
-        kwargs: dict[str, object] = {
-            "device": "cpu",
-            "engine": controlled_engine,
-            "clock": FakeClock(),
-        } | overrides
-        runner = DemoRunner(**kwargs)  # type: ignore[arg-type]
+    def make(**options: object) -> DemoRunner:
+        runner = thread_runner(controlled_engine, **options)  # type: ignore[arg-type]
         runners.append(runner)
         return runner
 

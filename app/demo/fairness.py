@@ -1,8 +1,9 @@
 """Fair to every visitor: who a request comes from, and a queue that serves clients in turn.
 
-The queue keeps one line per client and takes one run from each client in rotation, so a
-client with many runs waiting cannot push a newcomer back: the newcomer's run is at most one
-turn away. Background work (the warm-up) runs only when no visitor's run is waiting.
+The queue keeps one line per client and serves the client it served least recently first
+(a newcomer before anyone served already), so a client with many runs waiting cannot push
+a newcomer back: the newcomer's run is next. Background work (the warm-up) runs only when no
+visitor's run is waiting.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class FairQueue(Generic[T]):
     """Items waiting per client, served one client at a time in rotation."""
 
     def __init__(self) -> None:
-        self._lines: dict[str, deque[T]] = {}  # insertion order is the rotation
+        self._lines: dict[str, deque[T]] = {}  # insertion order breaks ties
+        self._served: dict[str, int] = {}  # client -> when it was last served
+        self._tick = 0
 
     def __len__(self) -> int:
         return sum(len(line) for line in self._lines.values())
@@ -42,12 +45,15 @@ class FairQueue(Generic[T]):
         self._lines.setdefault(client, deque()).append(item)
 
     def pop(self) -> T | None:
-        """The next item: the first client in the rotation gives one, then goes to the back."""
+        """The next item: from the client served least recently."""
         for client in self._rotation():
-            line = self._lines.pop(client)
+            line = self._lines[client]
             item = line.popleft()
-            if line:
-                self._lines[client] = line  # to the back of the rotation
+            if not line:
+                del self._lines[client]
+            self._tick += 1
+            self._served[client] = self._tick
+            self._forget_old()
             return item
         return None
 
@@ -67,7 +73,7 @@ class FairQueue(Generic[T]):
 
     def order(self) -> list[T]:
         """Every waiting item in the order pop() would return them."""
-        lines = {client: list(line) for client, line in self._lines.items()}
+        lines = {client: list(self._lines[client]) for client in self._rotation()}
         background = lines.pop(BACKGROUND, [])
         served: list[T] = []
         depth = 0
@@ -77,5 +83,16 @@ class FairQueue(Generic[T]):
         return served + background
 
     def _rotation(self) -> list[str]:
-        clients = [c for c in self._lines if c != BACKGROUND]
+        """Clients with waiting items, least recently served first, background last."""
+        clients = sorted(
+            (c for c in self._lines if c != BACKGROUND), key=lambda c: self._served.get(c, 0)
+        )
         return clients + ([BACKGROUND] if BACKGROUND in self._lines else [])
+
+    def _forget_old(self, keep: int = 4096) -> None:
+        """Bound the memory of who was served: forget the longest-idle clients with no line."""
+        if len(self._served) <= keep:
+            return
+        idle = sorted((t, c) for c, t in self._served.items() if c not in self._lines)
+        for _, client in idle[: len(self._served) - keep]:
+            del self._served[client]

@@ -57,6 +57,7 @@ class LiveRun:
         self.listeners = 0
         self.abandoned = False
         self.joined_elsewhere = False  # another web process started it (PostgreSQL)
+        self.from_background = kept  # a warm-up run (a visitor may have taken it over)
         self._on_abandoned = on_abandoned
         self._changed = asyncio.Event()
 
@@ -98,6 +99,8 @@ class LiveRun:
                     yield event
                     if event.event in TERMINAL:
                         return
+                if self.finished:  # a reader that had every event, the terminal one too
+                    return
                 await self._changed.wait()
         finally:
             self.listeners -= 1

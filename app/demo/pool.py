@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import threading
@@ -185,7 +186,7 @@ class WorkerPool:
         """Relay one worker's messages until it dies; then report its job lost and replace it."""
         while True:
             try:
-                message = outbox.recv()
+                message = json.loads(outbox.recv_bytes())
             except (EOFError, OSError):
                 break
             self._handle(worker, message)
@@ -209,7 +210,7 @@ class WorkerPool:
         self._spawn(worker.index)
         self._on_change()
 
-    def _handle(self, worker: Worker, message: tuple[Any, ...]) -> None:
+    def _handle(self, worker: Worker, message: list[Any]) -> None:
         kind = message[0]
         if kind == "hello":
             info = message[1]

@@ -72,6 +72,7 @@ class RemoteExecutor:
         self._stop = threading.Event()
         self._on_change: Callable[[], None] = lambda: None
         self._opened = False
+        self._listener: threading.Thread | None = None
 
     # ------------------------------------------------------------------ Executor
 
@@ -79,7 +80,8 @@ class RemoteExecutor:
         self._loop = asyncio.get_running_loop()
         self._on_change = on_change
         self._spawn(self._main())
-        threading.Thread(target=self._listen, name="demo-listen", daemon=True).start()
+        self._listener = threading.Thread(target=self._listen, name="demo-listen", daemon=True)
+        self._listener.start()
 
     def free_slots(self) -> int:
         return 1 << 20  # the queue holds what workers cannot take yet
@@ -96,6 +98,22 @@ class RemoteExecutor:
     def workers(self) -> list[WorkerInfo]:
         return list(self._workers)
 
+    async def active_runs(self, client: str) -> int:
+        """The client's runs queued or running, through every web process."""
+        return await asyncio.to_thread(self._active_runs, client)
+
+    def _active_runs(self, client: str) -> int:
+        with self._db.connect() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM demo_runs WHERE client = :c "
+                        "AND state IN ('queued', 'running')"
+                    ),
+                    {"c": client},
+                ).scalar_one()
+            )
+
     def model_progress(self) -> TrainingProgress | None:
         order = {"ready": 3, "training": 2, "waiting": 1, "failed": 0}
         if not self._models:
@@ -106,11 +124,16 @@ class RemoteExecutor:
         self._stop.set()
         for task in self._tasks:
             task.cancel()
-        if self._opened and self._loop is not None and not self._loop.is_closed():
-            try:
-                self._loop.create_task(self._app.close_async())
-            except RuntimeError:
-                pass
+
+    async def aclose(self) -> None:
+        """Shut down, then close the queue's connections (the listener within a second)."""
+        self.shutdown()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._opened:
+            self._opened = False
+            await self._app.close_async()
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.join, 5.0)
 
     # ------------------------------------------------------------------ submitting
 

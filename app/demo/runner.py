@@ -40,7 +40,12 @@ from app.demo.result import DemoResult
 log = logging.getLogger("glossary.demo")
 Source = Literal["computed", "joined", "cache"]
 FINISHED_KEPT = 64  # finished runs kept for readers reconnecting with Last-Event-ID
-MODEL_POLL_S = 1.0  # how often the warm-up checks whether the language model is ready
+MODEL_POLL_S = 1.0
+SHUTTING_DOWN = {
+    "status": 503,
+    "message": "The server is restarting; try again in a moment.",
+    "details": {"reason": "shutdown", "retry_after_s": 5},
+}  # how often the warm-up checks whether the language model is ready
 
 
 class SharedStore(Protocol):
@@ -108,12 +113,25 @@ class DemoRunner:
                 self._spawn(companion())
 
     def shutdown(self) -> None:
+        """Stop: every unfinished run ends with an error event; running ones stop at their
+        next step in the worker (callable from any thread)."""
         self._closed = True
+        if self._loop is not None:
+            for run in list(self._live.values()):
+                _call_soon(self._loop, run.publish, "error", SHUTTING_DOWN)
         for task in self._tasks:
             task.cancel()
         self.executor.shutdown()
         if self._store is not None:
             self._store.close()
+
+    async def aclose(self) -> None:
+        """shutdown(), then wait for what the executor must close (queue connections)."""
+        self.shutdown()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        close = getattr(self.executor, "aclose", None)
+        if close is not None:
+            await close()
 
     def start_warmup(self, runs: Iterable[tuple[Experiment, ExperimentParams]]) -> None:
         """Queue every run in the background line now (those on the language model once
@@ -170,7 +188,7 @@ class DemoRunner:
         key = self._key(experiment, params)
         live = self._live.get(key)
         if live is not None:
-            if live.client == BACKGROUND and not live.started:
+            if live.client == BACKGROUND and live.serial not in self._running:
                 live.client, live.kept = client, False
                 self._queue.move(live, client)
                 self._announce_positions()
@@ -183,18 +201,25 @@ class DemoRunner:
             hit = await self._stored(key)
         if hit is not None:
             return Opened("cache", result=hit)
-        self._admit(client)
+        self._admit(client, await self._active_elsewhere(client))
         run = self._new_run(key, Job.of(experiment, params, progress=progress), client)
         return Opened("computed", run=run)
 
-    def _admit(self, client: str) -> None:
+    async def _active_elsewhere(self, client: str) -> int:
+        """The client's runs queued or running through every web process (shared queue)."""
+        count = getattr(self.executor, "active_runs", None)
+        return 0 if count is None else int(await count(client))
+
+    def _admit(self, client: str, shared_count: int = 0) -> None:
+        if self._closed:
+            raise NoWorkers("the server is shutting down")
         if not self.executor.workers():
             raise NoWorkers(
                 "this server starts none (GLOSSARY_DEMO_WORKERS=0) and none is "
                 "connected; the pages work without them"
             )
         mine = sum(1 for run in self._live.values() if run.client == client)
-        if mine >= self.client_cap:
+        if max(mine, shared_count) >= self.client_cap:
             raise ClientOverCap(self.client_cap, self._retry_after(1))
         waiting = sum(1 for run in self._queue.order() if run.client != BACKGROUND)
         if waiting >= self.max_queued:
@@ -290,7 +315,13 @@ class DemoRunner:
             self._finished.popitem(last=False)
 
     def _abandoned(self, run: LiveRun) -> None:
-        """The last reader left a run that has not finished: stop it."""
+        """The last reader left a run that has not finished: stop it (a warm-up run a
+        visitor had taken over goes back to the background line instead)."""
+        if run.from_background and run.serial not in self._running:
+            run.client, run.kept, run.abandoned = BACKGROUND, True, False
+            self._queue.move(run, BACKGROUND)
+            self._announce_positions()
+            return
         if self._queue.remove(run):
             run.publish(
                 "error",

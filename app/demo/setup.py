@@ -32,6 +32,7 @@ def local_pool(settings: Settings, size: int | None = None, **overrides: Any) ->
         "device": settings.demo_device,
         "budget_s": settings.demo_time_budget_s,
         "lm": model_options(settings),
+        "engine": settings.demo_engine,
     } | overrides
     return WorkerPool(settings.worker_count() if size is None else size, **options)
 

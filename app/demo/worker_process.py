@@ -4,8 +4,8 @@ Spawned by app/demo/pool.py (in the web process on the embedded default, in `glo
 worker` with PostgreSQL). It talks to its parent over two one-way pipes:
 
   parent -> worker   ("run", job) | ("cancel", job_id) | ("stop",)
-  worker -> parent   ("hello", info) once ready, ("model", progress) while the language model
-                     loads or trains, ("event", job_id, name, data) for each run's events
+  worker -> parent   JSON arrays: ("hello", info) once ready, ("model", progress) while the
+                     language model loads or trains, ("event", job_id, name, data) per event
 
 It runs one job at a time on one torch thread, under the wall-clock budget (a job whose
 cancel arrives stops at its next step). When the parent goes away its pipe closes and the
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import logging
 import os
 import queue
@@ -36,9 +37,12 @@ def main(inbox: Connection, outbox: Connection, options: dict[str, Any]) -> None
     send_lock = threading.Lock()
 
     def send(*message: Any) -> None:
+        # JSON, not pickles: unpickling could import torch (a torch.__version__ is a torch
+        # type) or run code in the web process; JSON is data only
+        payload = json.dumps(message).encode()
         with send_lock:
             try:
-                outbox.send(message)
+                outbox.send_bytes(payload)
             except (BrokenPipeError, OSError):  # the parent is gone
                 os._exit(0)
 
@@ -58,6 +62,7 @@ def main(inbox: Connection, outbox: Connection, options: dict[str, Any]) -> None
         speed, seconds = max(1.0, measured["speed"]), measured["seconds"]
         set_budget_scale(speed)
     engine = _engine(options.get("engine"))
+    _preload_engines()  # a visitor's first run should not pay for importing them
     lm = _start_model(options.get("lm"), send)
     send(
         "hello",
@@ -65,7 +70,7 @@ def main(inbox: Connection, outbox: Connection, options: dict[str, Any]) -> None
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "device": device,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
             "speed": speed,
             "calibration_s": seconds,
             "error": error,
@@ -134,6 +139,14 @@ def _device(requested: str, torch: Any) -> tuple[str, str | None]:
     if requested == "cpu" or not torch.cuda.is_available():
         return "cpu", None
     return "cuda", None
+
+
+def _preload_engines() -> None:
+    from app.demo.catalog import EXPERIMENTS
+    from app.demo.experiment import load_engine
+
+    for experiment in EXPERIMENTS.values():
+        load_engine(experiment)
 
 
 def _engine(name: str | None) -> Any:

@@ -188,6 +188,7 @@ async def follow(
     leaves (the run stops when it was its last reader)."""
     assert opened.run is not None
     events = opened.run.follow(opened.skip)
+    step: asyncio.Future[RunEvent] | None = None
     try:
         while True:
             step = asyncio.ensure_future(anext(events))
@@ -196,14 +197,16 @@ async def follow(
                 if done:
                     break
                 if await is_disconnected():
-                    step.cancel()
                     raise RunCancelled("the client went away")
             try:
                 yield step.result()
             except StopAsyncIteration:
                 return
     finally:
-        await events.aclose()
+        if step is None or step.done():
+            await events.aclose()
+        else:  # the generator is inside step: cancelling it closes the generator there
+            step.cancel()
 
 
 def with_source(data: dict[str, Any], source: str) -> dict[str, Any]:
