@@ -44,6 +44,7 @@ from app.demo.queue_db import (
 
 log = logging.getLogger("glossary.demo")
 POLL_S = 0.5
+CLOSE_WAIT_S = 5.0
 TERMINAL = ("result", "error")
 
 
@@ -121,19 +122,23 @@ class RemoteExecutor:
         return max(self._models, key=lambda m: (order.get(m.state, 0), m.step))
 
     def shutdown(self) -> None:
+        """Stop polling and listening (callable from any thread); aclose() waits for it."""
         self._stop.set()
-        for task in self._tasks:
-            task.cancel()
+        self._wake_soon()
 
     async def aclose(self) -> None:
-        """Shut down, then close the queue's connections (the listener within a second)."""
+        """Let running queries finish (a thread cannot be cancelled), then close the queue."""
         self.shutdown()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=CLOSE_WAIT_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         if self._opened:
             self._opened = False
             await self._app.close_async()
         if self._listener is not None:
-            await asyncio.to_thread(self._listener.join, 5.0)
+            await asyncio.to_thread(self._listener.join, CLOSE_WAIT_S)
 
     # ------------------------------------------------------------------ submitting
 
@@ -251,9 +256,11 @@ class RemoteExecutor:
     async def _main(self) -> None:
         """Open the queue, then poll: workers, missed events, positions, lost runs."""
         await ensure_schema(self._app, self._db)
+        if self._stop.is_set():
+            return
         await self._app.open_async()
         self._opened = True
-        while True:
+        while not self._stop.is_set():
             try:
                 await self._poll()
             except Exception:

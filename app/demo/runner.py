@@ -122,16 +122,17 @@ class DemoRunner:
         for task in self._tasks:
             task.cancel()
         self.executor.shutdown()
-        if self._store is not None:
-            self._store.close()
 
     async def aclose(self) -> None:
-        """shutdown(), then wait for what the executor must close (queue connections)."""
+        """shutdown(), then wait for the executor's queries to end and close connections
+        (closing them under a query still running in a thread would leak it)."""
         self.shutdown()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         close = getattr(self.executor, "aclose", None)
         if close is not None:
             await close()
+        if self._store is not None:
+            await asyncio.to_thread(self._store.close)
 
     def start_warmup(self, runs: Iterable[tuple[Experiment, ExperimentParams]]) -> None:
         """Queue every run in the background line now (those on the language model once

@@ -185,7 +185,14 @@
     state.status.textContent = message || "";
   }
 
-  const ranIn = (body) => (body.cached ? "Cached result." : `Ran in ${Math.round(body.elapsed_ms)} ms on ${body.device}.`);
+  const ranIn = (body) => {
+    if (body.source === "cache" || body.cached) return "Cached result.";
+    const ran = `Ran in ${Math.round(body.elapsed_ms)} ms on ${body.device}`;
+    return body.source === "joined" ? `${ran} (joined a run of the same settings already under way).` : `${ran}.`;
+  };
+  const inLine = (position) => (position <= 1
+    ? "Waiting for a free worker: yours is next."
+    : `Waiting for a free worker: ${position - 1} run${position === 2 ? "" : "s"} ahead of yours.`);
 
   async function fetchResult(params) {
     setBusy(true, "Loading the result…");
@@ -213,6 +220,9 @@
     let finished = false;
     const source = new EventSource(`${panel.dataset.stream}?${params}`);
     state.source = source;
+    source.addEventListener("queued", (event) => {
+      state.status.textContent = inLine(JSON.parse(event.data).position);
+    });
     source.addEventListener("progress", (event) => {
       const data = JSON.parse(event.data);
       state.status.textContent = data.phase === "model_training"
@@ -228,6 +238,12 @@
       setBusy(false, ranIn(body));
     });
     source.addEventListener("error", (event) => {
+      // A dropped connection: the browser reconnects by itself with Last-Event-ID and the
+      // server replays what was missed, so keep listening.
+      if (!finished && !event.data && source.readyState === EventSource.CONNECTING) {
+        state.status.textContent = "Connection lost; reconnecting…";
+        return;
+      }
       source.close();
       if (finished) return;
       if (event.data) {
