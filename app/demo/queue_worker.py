@@ -34,7 +34,7 @@ async def serve(settings: Settings, size: int, *, engine: str | None = None) -> 
     database = make_engine(settings.database_url)
     app = procrastinate_app(settings.database_url)
     await ensure_schema(app, database)
-    pool = local_pool(settings, size, engine=engine)
+    pool = local_pool(settings, size, **({"engine": engine} if engine else {}))
     pool.start(lambda: None)
 
     async def demo_run(context: Any, run_id: str) -> None:

@@ -139,6 +139,7 @@ class RemoteExecutor:
             await self._app.close_async()
         if self._listener is not None:
             await asyncio.to_thread(self._listener.join, CLOSE_WAIT_S)
+        self._db.dispose()
 
     # ------------------------------------------------------------------ submitting
 

@@ -294,6 +294,9 @@ def test_web_processes_share_one_run_and_the_queue_serves_clients_in_turn(
             )
             assert [r.event for r in results] == ["result"] * 4, [r.data for r in results]
             assert results[0].data == results[1].data  # the same run, relayed to both
+            # a worker on the queue gives the numbers the in-process engine gives
+            local = execute(*held, "cpu").model_dump(mode="json")
+            assert results[0].data["variants"] == local["variants"]
             assert joined.run is not None and joined.run.source_for("computed") == "joined"
             assert order.index("b1") < order.index("a2"), order
         finally:

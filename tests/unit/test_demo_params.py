@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -257,3 +258,80 @@ def test_importing_the_demo_does_not_import_torch(modules: str) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.fixture
+def faster_workers() -> Iterator[Callable[[float], None]]:
+    """Set the deployment's budget scale as workers report their speed; reset after."""
+    from app.demo.params import set_budget_scale
+
+    yield set_budget_scale
+    set_budget_scale(1.0)
+
+
+def test_faster_workers_admit_larger_runs_and_the_catalog_says_so(
+    faster_workers: Callable[[float], None],
+) -> None:
+    """A run over the reference budget is refused at speed 1 and admitted on workers four
+    times faster; the presets' limits grow with it; slower workers never shrink it."""
+    from app.demo.catalog import EXPERIMENTS, catalog
+    from app.demo.params import budget_s
+
+    experiment = EXPERIMENTS["residual-vs-plain"]
+    limit = next(e["limits"] for e in catalog() if e["name"] == experiment.name)
+    assert limit["budget_s"] == BUDGET_S and limit["param"] == "steps"
+    too_many = limit["largest"] + 1
+    with pytest.raises(DemoInputError):
+        resolve(experiment.name, {"steps": str(too_many)})
+    faster_workers(4.0)
+    assert budget_s() == 4 * BUDGET_S
+    assert resolve(experiment.name, {"steps": str(too_many)})[1].steps == too_many  # type: ignore[attr-defined]
+    wider = next(e["limits"] for e in catalog() if e["name"] == experiment.name)
+    assert wider["budget_s"] == 4 * BUDGET_S and wider["largest"] > too_many
+    faster_workers(0.5)  # a slow or busy machine keeps the reference budget
+    assert budget_s() == BUDGET_S
+
+
+def test_the_runner_budgets_for_its_slowest_live_worker(
+    faster_workers: Callable[[float], None],
+) -> None:
+    import asyncio
+
+    from app.demo.executor import WorkerInfo
+    from app.demo.params import budget_s
+    from app.demo.runner import DemoRunner
+
+    class TwoSpeeds:
+        """Reports two live workers, a GPU and a CPU one (nothing runs on it)."""
+
+        def __init__(self) -> None:
+            self.on_change: Callable[[], None] = lambda: None
+
+        def start(self, on_change: Callable[[], None]) -> None:
+            self.on_change = on_change
+
+        def free_slots(self) -> int:
+            return 0
+
+        def workers(self) -> list[WorkerInfo]:
+            return [
+                WorkerInfo(id="gpu", device="cuda", speed=12.0, ready=True),
+                WorkerInfo(id="cpu", device="cpu", speed=3.0, ready=True),
+            ]
+
+        def model_progress(self) -> None:
+            return None
+
+        def shutdown(self) -> None:
+            pass
+
+    async def scenario() -> float:
+        executor = TwoSpeeds()
+        runner = DemoRunner(executor)  # type: ignore[arg-type]
+        await runner.start()
+        executor.on_change()
+        await asyncio.sleep(0)  # the change is handled on the loop
+        runner.shutdown()
+        return budget_s()
+
+    assert asyncio.run(scenario()) == 3.0 * BUDGET_S
