@@ -64,6 +64,8 @@ bench: $(STAMP)
 
 # About 2 minutes each; they print the figures the README quotes.
 bench-load: $(STAMP)
+	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	bash benchmarks/load.sh
 
 bench-lighthouse: $(STAMP)

@@ -27,6 +27,7 @@ from sqlalchemy import Engine, text
 
 from app.demo.errors import WorkerLost
 from app.demo.executor import Sink, WorkerInfo, error_data
+from app.demo.fairness import BACKGROUND
 from app.demo.jobs import Job
 from app.demo.lm.service import TrainingProgress
 from app.demo.queue_db import (
@@ -44,6 +45,7 @@ from app.demo.queue_db import (
 
 log = logging.getLogger("glossary.demo")
 POLL_S = 0.5
+BACKGROUND_PRIORITY = 1000  # warm-up runs wait behind every visitor's
 CLOSE_WAIT_S = 5.0
 TERMINAL = ("result", "error")
 
@@ -171,7 +173,7 @@ class RemoteExecutor:
                 ),
                 {"c": job.client},
             ).scalar_one()
-            priority = -int(active)
+            priority = -int(active) - (BACKGROUND_PRIORITY if job.client == BACKGROUND else 0)
             row = conn.execute(
                 text(
                     "INSERT INTO demo_runs (config_key, run_id, state, client, priority, "
@@ -200,10 +202,24 @@ class RemoteExecutor:
             joined = conn.execute(
                 text(
                     "UPDATE demo_runs SET listeners = listeners + 1 WHERE config_key = :k "
-                    "RETURNING run_id, priority"
+                    "RETURNING run_id, priority, client, job_id, state"
                 ),
                 {"k": job.key},
             ).one()
+            if joined.client == BACKGROUND and job.client != BACKGROUND:
+                # a visitor asks for a waiting warm-up run: it takes the visitor's turn
+                turn = {"c": job.client, "p": -int(active), "r": joined.run_id}
+                conn.execute(
+                    text("UPDATE demo_runs SET client = :c, priority = :p WHERE run_id = :r"),
+                    turn,
+                )
+                conn.execute(
+                    text(
+                        "UPDATE procrastinate_jobs SET priority = :p WHERE id = :j "
+                        "AND status = 'todo'"
+                    ),
+                    {"p": turn["p"], "j": joined.job_id},
+                )
         return joined.run_id, False, joined.priority
 
     def _set_job_id(self, run_id: str, job_pk: int) -> None:

@@ -357,3 +357,38 @@ def test_kill_9_of_a_glossary_worker_fails_its_run_and_a_new_worker_takes_the_ne
             await web.aclose()
 
     asyncio.run(scenario())
+
+
+@postgres_only
+def test_a_visitor_joining_a_waiting_warmup_run_on_the_shared_queue_gives_it_their_turn(
+    shared_db: Any, gates: Path
+) -> None:
+    from app.demo.queue_worker import serve
+
+    async def scenario() -> None:
+        web_a, web_b = remote_runner(shared_db), remote_runner(shared_db)
+        worker = asyncio.ensure_future(serve(shared_db, 1))
+        try:
+            await web_a.start()
+            await web_b.start()
+            await until(lambda: len(web_b.executor.workers()) == 1, "a worker on the queue")
+            busy = await web_b.open(*small(seed=HELD, steps=20), client="x")  # holds the worker
+            await until(lambda: len(jobs(shared_db)) == 1, "the first job")
+            web_a.start_warmup([small(seed=HELD, steps=21)])
+            await until(lambda: len(jobs(shared_db)) == 2, "the warm-up job")
+            assert jobs(shared_db)[1][2] <= -1000  # behind every visitor
+            joined = await web_b.open(*small(seed=HELD, steps=21), client="v")
+            await until(lambda: jobs(shared_db)[1][2] == 0, "the visitor's turn")
+            for steps in (20, 21):
+                gate(steps).touch()
+            assert terminal(await read_all(busy)).event == "result"
+            result = terminal(await read_all(joined))
+            assert result.event == "result" and joined.run is not None
+            assert joined.run.source_for(joined.source) == "joined"
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+            await web_a.aclose()
+            await web_b.aclose()
+
+    asyncio.run(scenario())
