@@ -22,10 +22,10 @@ from fastapi import FastAPI
 
 from app.demo.catalog import resolve
 from app.demo.errors import RunCancelled
+from app.demo.executor import ThreadExecutor
 from app.demo.experiment import Experiment
 from app.demo.params import ExperimentParams
 from app.demo.result import DemoResult, Progress, VariantResult
-from app.demo.executor import ThreadExecutor
 from app.demo.runner import DemoRunner
 
 FAILSAFE_S = 20.0  # only a broken feature waits this long

@@ -6,6 +6,9 @@ scripted")): real runs, except for seeds that script a misbehaving or held run.
 - seed 2: "held": reports step 0, then waits (checking should_stop) until the test creates the
   file `open-<steps>` in $GLOSSARY_TEST_GATE_DIR, then runs for real;
 - any other seed: experiment.execute, the real engine.
+
+`shrunk` (tests/api/test_fuzz.py) is the real engine on the requested experiment with its
+sizes capped so a fuzzed run takes milliseconds; its result still names the config asked.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from app.demo.errors import RunCancelled
 from app.demo.result import DemoResult, Progress
 
 HANG, HELD = 1, 2
+# The most of each size parameter a shrunk run really uses (where the experiment has it).
+SIZE_CAPS = {"depth": 4, "width": 16, "steps": 3, "batch_size": 16}
 
 
 def gate(steps: int) -> Path:
@@ -50,3 +55,36 @@ def scripted(
     return execute(
         experiment, params, device, on_progress=on_progress, should_stop=should_stop, **extra
     )
+
+
+def shrunk(
+    experiment: Any,
+    params: Any,
+    device: str,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    lm: Any = None,
+) -> DemoResult:
+    """The real engine on the requested experiment, its sizes shrunk to milliseconds of work."""
+    from app.demo.experiment import execute
+    from app.demo.params import describe
+
+    fields = type(params).model_fields
+    small = params.model_copy(
+        update={  # never below the parameter's own minimum
+            name: min(getattr(params, name), max(cap, describe(name, fields[name])["min"]))
+            for name, cap in SIZE_CAPS.items()
+            if name in fields and fields[name].annotation is int
+        }
+    )
+    result = execute(
+        experiment,
+        small,
+        device,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        threads=1,
+        lm=lm,
+    )
+    return result.model_copy(update={"config": experiment.config(params)})  # what was asked

@@ -120,7 +120,8 @@ class DemoRunner:
             for run in list(self._live.values()):
                 _call_soon(self._loop, run.publish, "error", SHUTTING_DOWN)
         for task in self._tasks:
-            task.cancel()
+            if self._loop is not None:
+                _call_soon(self._loop, task.cancel)  # task.cancel() is not thread-safe
         self.executor.shutdown()
 
     async def aclose(self) -> None:
@@ -223,7 +224,8 @@ class DemoRunner:
         if max(mine, shared_count) >= self.client_cap:
             raise ClientOverCap(self.client_cap, self._retry_after(1))
         waiting = sum(1 for run in self._queue.order() if run.client != BACKGROUND)
-        if waiting >= self.max_queued:
+        would_wait = waiting + 1 - self.executor.free_slots()  # counting this run
+        if would_wait > self.max_queued:
             raise GateFull(self._retry_after(waiting))
 
     def _retry_after(self, runs_ahead: int) -> int:

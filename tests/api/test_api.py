@@ -1,6 +1,13 @@
 """The JSON API over the real glossary: shapes, filters, redirects, errors, caching."""
 
+import time
+from typing import Any
+
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+
+from tests.conftest import PATIENCE_S
+from tests.demo_fixtures import ControlledEngine, runner_in, thread_runner
 
 
 def test_terms_paging_and_total(client: TestClient) -> None:
@@ -144,6 +151,51 @@ def test_etag_and_304(client: TestClient) -> None:
     assert client.get("/terms/resnet", headers={"If-None-Match": '"other"'}).status_code == 200
 
 
+def healthz(client: TestClient) -> dict[str, Any]:
+    response = client.get("/healthz")
+    # pages never depend on the demo: 200 whatever its workers do
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    body: dict[str, Any] = response.json()
+    assert body["database"] == "ok" and body["terms"] > 0, body
+    return body
+
+
 def test_healthz(client: TestClient) -> None:
-    body = client.get("/healthz").json()
-    assert body["status"] == "ok" and body["database"] == "ok" and body["terms"] >= 12
+    """The real server (one demo worker process): "degraded", saying why, until its worker
+    is alive; then "ok" with the worker's details."""
+    body = healthz(client)
+    deadline = time.monotonic() + PATIENCE_S
+    while body["demo"]["workers"] == 0:  # the worker imports torch: seconds
+        assert body["status"] == "degraded" and "no demo worker is alive" in body["reason"], body
+        assert time.monotonic() < deadline, f"the demo worker never came up: {body}"
+        time.sleep(0.1)
+        body = healthz(client)
+    assert body["status"] == "ok" and body["reason"] is None, body
+    assert body["terms"] >= 12
+    demo = body["demo"]
+    assert demo["workers"] == 1 and demo["device"] == "cpu" and demo["errors"] == []
+    assert {"busy", "queue", "queued_visitors", "in_flight", "client_cap", "max_queued"} <= set(
+        demo
+    )
+    worker = next(w for w in demo["detail"] if w["ready"])
+    assert worker["device"] == "cpu" and worker["torch_version"] and worker["error"] is None
+    assert isinstance(worker["pid"], int) and worker["speed"] > 0
+
+
+def test_healthz_is_degraded_without_a_demo_worker_and_ok_with_one(
+    small_app: FastAPI, small_client: TestClient
+) -> None:
+    """demo_workers=0 and none connected: 200, "degraded" with the reason; pages serve and
+    the demo answers 503. With a live worker (one thread of this process): "ok"."""
+    body = healthz(small_client)
+    assert body["status"] == "degraded", body
+    assert body["reason"] == ("no demo worker is alive: experiments answer 503 until one connects")
+    assert body["demo"]["workers"] == 0 and body["demo"]["starting"] == 0
+    assert small_client.get("/terms/resnet").status_code == 200
+    run = small_client.get("/api/demo", params={"preset": "residual-vs-plain"})
+    assert run.status_code == 503 and run.json()["details"]["reason"] == "no_workers"
+    with runner_in(small_app, thread_runner(ControlledEngine())):
+        body = healthz(small_client)
+    assert body["status"] == "ok" and body["reason"] is None, body
+    assert body["demo"]["workers"] == 1 and body["demo"]["busy"] == 0

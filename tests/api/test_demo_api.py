@@ -29,7 +29,13 @@ from app.demo.families.gradient_flow_params import ResidualParams
 from app.demo.runner import DemoRunner
 from app.main import create_app
 from tests.conftest import PATIENCE_S, make_settings
-from tests.demo_fixtures import ControlledEngine, FakeClock, eventually, runner_in, thread_runner
+from tests.demo_fixtures import (
+    ControlledEngine,
+    FakeClock,
+    eventually,
+    runner_in,
+    thread_runner,
+)
 from tests.live import serving
 
 SMALL = {
@@ -306,9 +312,10 @@ def test_a_full_queue_answers_503_with_retry_after(
     with TestClient(app) as client:
         gated = thread_runner(controlled_engine, max_queued=1, client_cap=3)
         with runner_in(app, gated):
-            held = [asking(client.get, "/api/demo", params={**SMALL, "seed": s}) for s in "01"]
+            held = [asking(client.get, "/api/demo", params={**SMALL, "seed": "0"})]
             try:
                 assert controlled_engine.wait_started(1), "the first run never started"
+                held.append(asking(client.get, "/api/demo", params={**SMALL, "seed": "1"}))
                 assert eventually(lambda: gated.status()["queue"] == 1), "none waits"
                 busy = client.get("/api/demo", params={**SMALL, "seed": "2"})
                 busy_stream = client.get("/api/demo/stream", params={**SMALL, "seed": "2"})
@@ -345,10 +352,16 @@ def test_a_client_over_its_cap_is_429_with_retry_after(
         capped = thread_runner(controlled_engine, client_cap=app.state.settings.demo_client_cap)
         with runner_in(app, capped):
             held = [asking(client.get, "/api/demo", params={**SMALL, "seed": s}) for s in "12"]
+            refused: list[tuple[threading.Thread, list[Any]]] = []
             try:
                 assert eventually(lambda: capped.status()["in_flight"] == 2), "not held"
-                over = client.get("/api/demo", params={**SMALL, "seed": "3"})
-                over_stream = client.get("/api/demo/stream", params={**SMALL, "seed": "3"})
+                # answered at once; asked on threads so that a broken cap fails, not hangs
+                refused = [
+                    asking(client.get, path, params={**SMALL, "seed": "3"})
+                    for path in ("/api/demo", "/api/demo/stream")
+                ]
+                assert eventually(lambda: all(a for _, a in refused)), "the cap let a run in"
+                (over,), (over_stream,) = (answers for _, answers in refused)
                 other = asking(
                     client.get,
                     "/api/demo",
@@ -359,7 +372,7 @@ def test_a_client_over_its_cap_is_429_with_retry_after(
                 assert eventually(lambda: capped.status()["in_flight"] == 3), "other refused"
             finally:
                 controlled_engine.release()
-                for thread, _ in held:
+                for thread, _ in held + refused:
                     thread.join(PATIENCE_S)
     assert over.status_code == 429, over.text
     retry = over.headers["retry-after"]
@@ -465,7 +478,7 @@ def test_a_reconnect_with_last_event_id_gets_exactly_the_missed_events(
                 rest = missed + list(events)
             keeper.join(PATIENCE_S)
     assert kinds(seen) == ["queued", "progress", "progress"]
-    assert [e.data["step"] for e in missed] == [2, 3]
+    assert [(e.event, e.data.get("step")) for e in missed] == [("progress", 2), ("progress", 3)]
     assert kept and kinds(kept[0]) == ["queued"] + ["progress"] * 7 + ["result"]
     assert [e.id for e in seen + rest] == [e.id for e in kept[0]]  # each exactly once
     assert [e.data for e in seen + rest[:-1]] == [e.data for e in kept[0][:-1]]

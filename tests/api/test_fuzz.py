@@ -2,14 +2,17 @@
 HTTP to a real uvicorn: every operation, valid and invalid inputs. Zero server errors, and
 every response conforms to the schema (status code documented, content type, body shape).
 
-The demo operations run the real engines, on every combination of experiment and
-parameters the fuzzer picks, with the sizes (depth, width, steps, batch_size) capped so a run
-takes milliseconds; the result still answers for the config that was asked (the full sizes
-are timed in benchmarks/demo.py and tested in tests/unit/test_demo_engine.py)."""
+The demo operations run the real engines in a real worker process, on every combination of
+experiment and parameters the fuzzer picks, with the sizes (depth, width, steps, batch_size)
+capped so a run takes milliseconds (tests.worker_engines.shrunk, loaded by name in the
+worker); the result still answers for the config that was asked (the full sizes are timed in
+benchmarks/demo.py and tested in tests/unit/test_demo_engine.py). The language-model
+experiments run on the tiny model the worker loads (or trains once) from the session's
+cache."""
 
-import asyncio
 import shutil
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,72 +23,50 @@ from schemathesis import checks
 
 from app.config import Settings
 from app.demo.catalog import EXPERIMENTS
-from app.demo.experiment import Experiment, execute
-from app.demo.lm.config import TINY
-from app.demo.lm.service import LanguageModelService
-from app.demo.params import ExperimentParams, describe
-from app.demo.result import DemoResult, Progress
+from app.demo.pool import WorkerPool
 from app.demo.runner import DemoRunner
+from app.demo.setup import model_options
 from app.main import create_app
-from tests.conftest import LM_CACHE_DIR, PATIENCE_S, ROOT, make_settings
-from tests.demo_fixtures import FakeClock, runner_in
+from tests.conftest import PATIENCE_S, ROOT, make_settings
+from tests.demo_fixtures import runner_in
 from tests.live import serving
 
-# The most of each size parameter a fuzzed run really uses (where the experiment has it).
-SIZE_CAPS = {"depth": 4, "width": 16, "steps": 3, "batch_size": 16}
 
-
-def small_engine(
-    experiment: Experiment,
-    params: ExperimentParams,
-    device: str = "cpu",
-    *,
-    on_progress: Callable[[Progress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    lm: Any = None,
-) -> DemoResult:
-    """The real engine on the requested experiment, its sizes shrunk to milliseconds of work."""
-    fields = type(params).model_fields
-    shrunk = params.model_copy(
-        update={  # never below the parameter's own minimum
-            name: min(getattr(params, name), max(cap, describe(name, fields[name])["min"]))
-            for name, cap in SIZE_CAPS.items()
-            if name in fields and fields[name].annotation is int
-        }
-    )
-    result = execute(
-        experiment,
-        shrunk,
-        device,
-        on_progress=on_progress,
-        should_stop=should_stop,
-        threads=1,
-        lm=lm,
-    )
-    return result.model_copy(update={"config": experiment.config(params)})  # what was asked
+def warm(url: str, names: list[str]) -> None:
+    """One run of each experiment with its defaults: pays each engine's first run here, not
+    in a fuzzed request."""
+    for name in names:
+        response = httpx.get(f"{url}/api/demo", params={"preset": name}, timeout=PATIENCE_S)
+        assert response.status_code == 200, (name, response.text)
 
 
 @pytest.fixture(scope="module")
 def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real uvicorn over the real corpus whose demo runs the shrunk engine."""
+    """A real uvicorn over the real corpus whose demo runs the shrunk engine in a worker."""
     root = tmp_path_factory.mktemp("fuzz")
     data = root / "data"
     shutil.copytree(ROOT / "data", data, ignore=shutil.ignore_patterns("*.db*"))
-    # A large gate: the fuzzer sends one request at a time, so a 503 here would be a bug.
-    app = create_app(make_settings(root, data, demo_max_running=2, demo_max_queued=8))
-    # a clock that stands still: no fuzzed run is stopped by the time budget on a busy machine
-    shrunk = DemoRunner(
-        device="cpu", max_running=2, max_queued=8, engine=small_engine, clock=FakeClock()
+    app_settings = make_settings(root, data, lm_start=True)
+    app = create_app(app_settings)
+    worker = WorkerPool(
+        1,
+        device="cpu",
+        engine="tests.worker_engines:shrunk",
+        calibrate=False,  # the reference budget: the schema's bounds are the ones enforced
+        budget_s=PATIENCE_S,  # no fuzzed run is stopped by the time budget on a busy machine
+        lm=model_options(app_settings),
     )
-    # the language-model experiments run on the tiny model, trained once per test process
-    shrunk.lm = LanguageModelService(TINY, ROOT / "data", LM_CACHE_DIR)
-    shrunk.lm.start()
-    shrunk.lm.wait(timeout=PATIENCE_S)
+    # Room to queue: the fuzzer sends one request at a time, so a 503 here would be a bug.
+    shrunk = DemoRunner(worker, max_queued=8)
     with serving(app) as url, runner_in(app, shrunk):
-        # torch's import and each engine's first run take seconds on a busy machine: pay
-        # them here, not in a fuzzed request's timeout
-        for experiment in {e.engine: e for e in EXPERIMENTS.values()}.values():
-            asyncio.run(shrunk.result(experiment, experiment.params()))
+        engines = {e.engine: e for e in EXPERIMENTS.values()}.values()
+        warm(url, [e.name for e in engines if not e.needs_model])  # starts the worker
+        deadline = time.monotonic() + PATIENCE_S
+        while (model := shrunk.model_progress()) is None or model.state not in ("ready", "failed"):
+            assert time.monotonic() < deadline, f"the language model never got ready: {model}"
+            time.sleep(0.1)
+        assert model.state == "ready", model
+        warm(url, [e.name for e in engines if e.needs_model])
         yield url
 
 
