@@ -144,7 +144,7 @@
 
     panel.querySelector("#demo-experiment").addEventListener("change", (event) => {
       const next = state.catalog.find((e) => e.name === event.target.value);
-      if (next) { build(next, null); fetchResult(paramsFromControls()); }
+      if (next) { build(next, null); stream(); }
     });
     form.addEventListener("submit", (event) => { event.preventDefault(); stream(); });
     reset.addEventListener("click", () => {
@@ -538,7 +538,7 @@
         const experiment = catalog.find((e) => e.name === wanted)
           || catalog.find((e) => e.name === pageExperiment) || catalog[0];
         build(experiment, query);
-        fetchResult(paramsFromControls());
+        stream();  // a cached result comes as one event; an uncached one shows its place in line
       })
       .catch(() => { /* keep the no-script text and its JSON link */ });
   }
