@@ -167,8 +167,14 @@ def test_head_answers_like_get_without_a_body(client: TestClient) -> None:
 
 
 def test_hsts_on_every_kind_of_response_when_configured(real_db: Path) -> None:
+    from app.demo.experiment import execute
+    from tests.demo_fixtures import runner_in, thread_runner
+
     app = create_app(make_settings(real_db, real_db / "data", hsts_max_age=31536000))
-    with TestClient(app, follow_redirects=False) as client:
+    with (
+        TestClient(app, follow_redirects=False) as client,
+        runner_in(app, thread_runner(execute)),  # the demo's responses too, run in-process
+    ):
         responses = every_kind_of_response(client)
     for kind, response in responses.items():
         assert_security_headers(response.headers, hsts=True)
