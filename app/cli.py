@@ -142,6 +142,10 @@ def serve(
         finally:
             engine.dispose()
         os.environ["GLOSSARY_BUILD_ON_START"] = "false"
+    if workers > 1 and settings.demo_workers == "auto":
+        # each web process starts its own demo workers: share the cores out between them
+        share = max(1, ((os.cpu_count() or 1) - 1) // workers)
+        os.environ["GLOSSARY_DEMO_WORKERS"] = str(share)
     uvicorn.run(
         "app.main:app",
         host=host or settings.host,

@@ -111,6 +111,8 @@ class ThreadExecutor:
     def model_progress(self) -> TrainingProgress | None:
         return None
 
+    runs_model = False
+
     def shutdown(self) -> None:
         with self._lock:
             flags = list(self._cancelled.values())

@@ -82,6 +82,11 @@ class WorkerPool:
         self._on_change: Callable[[], None] = lambda: None
         self.restarts = 0
 
+    @property
+    def runs_model(self) -> bool:
+        """Whether these workers load the language model (GLOSSARY_LM_START)."""
+        return self._options["lm"] is not None
+
     # ------------------------------------------------------------------ the Executor side
 
     def start(self, on_change: Callable[[], None]) -> None:

@@ -24,6 +24,7 @@ from app.demo.jobs import Job
 from app.demo.pool import WorkerPool
 from app.demo.queue_db import QUEUE, TASK, append_event, ensure_schema, procrastinate_app
 from app.demo.setup import local_pool
+from app.demo.store import ResultStore
 
 log = logging.getLogger("glossary.worker")
 BEAT_S = 0.5  # a running run's heartbeat; the workers' rows are refreshed twice as slowly
@@ -85,6 +86,8 @@ async def relay(database: Engine, pool: WorkerPool, run_id: str) -> None:
             except TimeoutError:
                 await asyncio.to_thread(beat_run, database, run_id)
                 continue
+            if event == "result":  # stored before the run is done: no window for a re-run
+                await asyncio.to_thread(ResultStore(database).put, job.key, data)
             await asyncio.to_thread(append_event, database, run_id, event, data)
             if event in ("result", "error"):
                 await asyncio.to_thread(finish, database, run_id, event, data)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from app.demo.errors import ClientOverCap, GateFull, NoWorkers
+from app.demo.errors import ClientOverCap, DemoDeviceError, GateFull, NoWorkers
 from app.demo.executor import Executor, WorkerInfo
 from app.demo.experiment import Experiment
 from app.demo.fairness import BACKGROUND, FairQueue
@@ -187,6 +187,10 @@ class DemoRunner:
         progress: bool = True,
     ) -> Opened:
         self._ensure_started()
+        if experiment.needs_model and not getattr(self.executor, "runs_model", True):
+            raise DemoDeviceError("this server runs no language model (GLOSSARY_LM_START is false)")
+        if not self.executor.workers():
+            self._admit(client)  # raises NoWorkers, rather than "the model is training"
         key = self._key(experiment, params)
         live = self._live.get(key)
         if live is not None:

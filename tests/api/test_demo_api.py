@@ -578,3 +578,19 @@ def test_a_term_page_opens_on_its_own_experiment(tmp_path: Path) -> None:
     assert 'data-preset="dropout"' in page
     for claim in experiment.claims:  # stated on the page before any run (no JavaScript needed)
         assert f'data-claim="{claim.id}"' in page, claim.id
+
+
+def test_a_model_experiment_without_workers_or_model_says_why_not_training(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """No worker at all: 503 no_workers (not "the model is training", forever). Workers that
+    run no language model (GLOSSARY_LM_START=false): 503 saying so."""
+    from app.demo.catalog import EXPERIMENTS
+
+    name = next(n for n, e in EXPERIMENTS.items() if e.needs_model)
+    for lm_start, reason in ((True, "no_workers"), (False, "device")):
+        app = create_app(make_settings(tmp_path / str(lm_start), data_dir, lm_start=lm_start))
+        with TestClient(app) as client:
+            answer = client.get("/api/demo", params={"preset": name})
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["details"]["reason"] == reason, answer.json()

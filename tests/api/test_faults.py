@@ -1,7 +1,8 @@
 """Faults: `glossary load` killed with SIGKILL inside its transaction or while it commits, and
 the server killed with SIGKILL in the middle of a demo run. The database must come out with
 the previous (or, once committed, the new) content, never a mix, and pass integrity_check;
-the server must restart and serve."""
+the server's demo worker must not outlive it, and the server must restart and serve (the
+same run, this time to its end)."""
 
 import contextlib
 import os
@@ -10,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from app.main import create_app
 from tests.conftest import PATIENCE_S, POSTGRES_ADMIN_URL, ROOT, make_settings
 from tests.factories import default_terms, to_toml
 from tests.live import free_port
+from tests.worker_engines import HELD
 
 # SQLite's files, WAL and integrity_check; the SQLite run of the suite covers these.
 pytestmark = pytest.mark.skipif(bool(POSTGRES_ADMIN_URL), reason="SQLite files")
@@ -44,20 +46,10 @@ app(["load"])
 """
 
 
-# Serves the app with a demo engine that reports its first step and then hangs: a run that is
-# certainly in flight when the test kills the server, however fast or slow the machine.
-SERVE_WITH_A_RUN_THAT_HANGS = """
-import sys, time
-import uvicorn
-from app.demo import experiment
-from app.demo.result import Progress
-def first_step_then_hang(experiment_, params, device="cpu", *, on_progress=None, **_):
-    if on_progress is not None:
-        on_progress(Progress(step=0, total_steps=params.steps))
-    time.sleep(600)
-experiment.execute = first_step_then_hang
-uvicorn.run("app.main:app", host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
-"""
+# The demo engine the first server's worker loads by name: a run with seed HELD reports its
+# first step, then waits for a file nobody creates: certainly in flight when the test kills
+# the server, however fast or slow the machine.
+HELD_ENGINE = "tests.worker_engines:scripted"
 
 
 def glossary_env(database: Path, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -194,29 +186,21 @@ UVICORN = ["-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--log-level"
 
 @contextmanager
 def server_process(
-    database: Path, data_dir: Path, port: int, hanging_demo: bool = False
+    database: Path, data_dir: Path, port: int, **env: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """uvicorn serving the app (with the hanging demo engine if asked), once it is healthy;
-    always stopped afterwards."""
-    serve = ["-c", SERVE_WITH_A_RUN_THAT_HANGS, str(port)]
+    """uvicorn serving the app with one demo worker process, once it is healthy; always
+    stopped afterwards."""
     process = subprocess.Popen(
-        [sys.executable, *(serve if hanging_demo else [*UVICORN, "--port", str(port)])],
+        [sys.executable, *UVICORN, "--port", str(port)],
         cwd=ROOT,
-        env=glossary_env(database, data_dir),
+        env=glossary_env(
+            database, data_dir, GLOSSARY_DEMO_WORKERS="1", PYTHONPATH=str(ROOT), **env
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + PATIENCE_S
-        while True:
-            assert process.poll() is None, "uvicorn exited"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "uvicorn did not become healthy"
-            time.sleep(0.1)
+        until(lambda: healthy(port, process), "uvicorn to become healthy")
         yield process
     finally:
         if process.poll() is None:
@@ -228,11 +212,37 @@ def server_process(
                 raise
 
 
+def healthy(port: int, process: subprocess.Popen[bytes]) -> bool:
+    assert process.poll() is None, "uvicorn exited"
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while not predicate():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    """Whether the process runs (a zombie nobody reaped has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def test_server_killed_during_a_demo_run_restarts_and_serves(
     tmp_path: Path, data_dir: Path
 ) -> None:
     database = tmp_path / "glossary.db"
     load(database, data_dir)
+    gates = tmp_path / "gates"  # the held run waits for a file here that nobody creates
+    gates.mkdir()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     run = {
@@ -241,23 +251,42 @@ def test_server_killed_during_a_demo_run_restarts_and_serves(
         "width": "16",
         "steps": "5",
         "batch_size": "16",
-        "seed": "7",
+        "seed": str(HELD),
     }
-    with server_process(database, data_dir, port, hanging_demo=True) as server:
+    held = {
+        "GLOSSARY_DEMO_ENGINE": HELD_ENGINE,
+        "GLOSSARY_TEST_GATE_DIR": str(gates),
+        # no budget ends the held run while the test watches: the worker must exit because
+        # its server died, not because its run timed out
+        "GLOSSARY_DEMO_TIME_BUDGET_S": str(4 * PATIENCE_S),
+    }
+    with server_process(database, data_dir, port, **held) as server:
+        workers = httpx.get(f"{base}/healthz", timeout=PATIENCE_S).json()["demo"]["detail"]
+        assert len(workers) == 1 and workers[0]["pid"], workers
+        worker = int(workers[0]["pid"])
         with httpx.stream(
             "GET", f"{base}/api/demo/stream", params=run, timeout=PATIENCE_S
         ) as stream:
             assert stream.status_code == 200
             lines = stream.iter_lines()
-            assert next(line for line in lines if line.startswith("event:")) == "event: progress"
-            server.send_signal(signal.SIGKILL)  # mid-run: the first step's event has arrived
+            names: list[str] = []
+            while not names or names[-1] != "progress":  # queued, then the worker's step 0
+                line = next(lines)
+                if line.startswith("event:"):
+                    names.append(line.partition(":")[2].strip())
+            assert names[0] == "queued" and set(names) <= {"queued", "progress"}, names
+            assert alive(worker)
+            server.send_signal(signal.SIGKILL)  # mid-run: the worker is in the held run
             server.wait(timeout=PATIENCE_S)
             with pytest.raises(httpx.TransportError):  # the client sees the cut, not a hang
                 for _ in lines:
                     pass
+    # the worker does not outlive its server (its pipe from the server closed)
+    until(lambda: not alive(worker), f"the orphaned demo worker {worker} to exit")
     assert snapshot(database)["integrity"] == [("ok",)]
-    with server_process(database, data_dir, port):  # same port, same database
+    with server_process(database, data_dir, port):  # same port, same database, real engine
         assert httpx.get(f"{base}/terms/resnet").status_code == 200
         result = httpx.get(f"{base}/api/demo", params=run, timeout=PATIENCE_S)
         assert result.status_code == 200, result.text
         assert result.json()["config"]["depth"] == 4
+        assert result.json()["source"] == "computed"

@@ -1,11 +1,14 @@
-"""Scale-out: the container entry script (run outside Docker, with two workers), and the
-demo cache shared through PostgreSQL."""
+"""Scale-out: the container entry script (run outside Docker, with two web workers, each with
+its demo worker), and on PostgreSQL the demo cache shared by web processes and the language
+model trained once by demo workers with their own cache folders (as on two machines)."""
 
+import functools
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -32,6 +35,8 @@ def test_entrypoint_loads_and_serves_with_two_workers(tmp_path: Path, data_dir: 
         "GLOSSARY_HOST": "127.0.0.1",
         "GLOSSARY_PORT": str(port),
         "GLOSSARY_WORKERS": "2",
+        "GLOSSARY_DEMO_WORKERS": "1",  # per web worker ("auto" would be cores - 1 each)
+        "GLOSSARY_LM_START": "false",
         "GLOSSARY_DEMO_WARMUP": "false",
         "GLOSSARY_DB_WAIT_S": "5",
     }
@@ -61,6 +66,10 @@ def test_entrypoint_loads_and_serves_with_two_workers(tmp_path: Path, data_dir: 
             assert page.status_code == 200
         terms = httpx.get(f"http://127.0.0.1:{port}/api/terms", timeout=PATIENCE_S)
         assert terms.json()["total"] == 4
+        # the whole product: a demo run, on the demo worker of whichever web worker answers
+        run = httpx.get(f"http://127.0.0.1:{port}/api/demo", params=SMALL, timeout=PATIENCE_S)
+        assert run.status_code == 200, run.text
+        assert run.json()["source"] in ("computed", "joined", "cache"), run.json()["source"]
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -93,48 +102,110 @@ def test_entrypoint_names_an_unreachable_database(tmp_path: Path, data_dir: Path
     assert "Traceback" not in done.stderr
 
 
+def sees_one_worker(client: TestClient) -> bool:
+    return bool(client.get("/healthz").json()["demo"]["workers"] == 1)
+
+
+def until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while not predicate():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.05)
+
+
 @pytest.mark.skipif(not POSTGRES_ADMIN_URL, reason="the shared demo cache is PostgreSQL's")
 def test_demo_result_computed_by_one_worker_is_served_by_another(
     tmp_path: Path, data_dir: Path
 ) -> None:
-    settings = make_settings(tmp_path, data_dir)
-    first, second = create_app(settings), create_app(settings.model_copy())
+    """Two web processes on one database: the first runs a demo worker on the shared queue
+    (the second runs none); a result computed through the first is served by the second from
+    the shared result table, without running it again."""
+    from app.db import make_engine
+    from app.demo.catalog import resolve
+    from app.demo.store import ResultStore
+
+    settings = make_settings(tmp_path, data_dir, demo_workers=1)
+    first = create_app(settings)
+    second = create_app(settings.model_copy(update={"demo_workers": 0}))
     with TestClient(first) as one, TestClient(second) as two:
-        # the second worker learns its torch version and device from a run of its own
-        assert two.get("/api/demo", params={**SMALL, "seed": "1"}).status_code == 200
+        for client in (one, two):
+            until(
+                functools.partial(sees_one_worker, client),
+                "both web processes to see the worker on the queue",
+            )
         computed = one.get("/api/demo", params=SMALL).json()
-        assert computed["cached"] is False
+        assert computed["source"] == "computed" and computed["cached"] is False
+        # the first web process writes the result to the shared table as its run ends
+        experiment, params = resolve(
+            SMALL["preset"], {k: v for k, v in SMALL.items() if k != "preset"}
+        )
+        store = ResultStore(make_engine(settings.database_url))
+        try:
+            until(
+                lambda: (
+                    store.get(
+                        experiment.cache_key(params), computed["torch_version"], computed["device"]
+                    )
+                    is not None
+                ),
+                "the result in the shared table",
+            )
+        finally:
+            store.close()
         shared = two.get("/api/demo", params=SMALL).json()
-    assert shared["cached"] is True
+    assert shared["source"] == "cache" and shared["cached"] is True
     assert shared["variants"] == computed["variants"]
 
 
 @pytest.mark.skipif(not POSTGRES_ADMIN_URL, reason="the shared language model is PostgreSQL's")
 def test_two_workers_train_the_language_model_once_and_share_it(tmp_path: Path) -> None:
-    """Two workers start at once with empty cache folders: one trains (under the advisory
-    lock), the other waits and reads the weights from the database; the same hash serves."""
+    """Two demo worker processes start at once with empty cache folders of their own (as on
+    two machines): one trains (under the advisory lock), the other waits and reads the weights
+    from the database; both serve the same hash."""
     from sqlmodel import SQLModel
 
     from app.db import make_engine
-    from app.demo.lm.config import TINY
-    from app.demo.lm.service import LanguageModelService
+    from app.demo.pool import WorkerPool
     from app.models import LMWeights
 
-    engine = make_engine(make_settings(tmp_path, ROOT / "data").database_url)
+    url = make_settings(tmp_path, ROOT / "data").database_url
+    engine = make_engine(url)
     SQLModel.metadata.create_all(engine, tables=[LMWeights.__table__])  # type: ignore[attr-defined]
-    workers = [
-        LanguageModelService(TINY, ROOT / "data", tmp_path / f"cache-{i}", engine) for i in (1, 2)
+    pools = [
+        WorkerPool(
+            1,
+            device="cpu",
+            calibrate=False,
+            lm={
+                "size": "tiny",
+                "data_dir": str(ROOT / "data"),
+                "cache_dir": str(tmp_path / f"cache-{i}"),
+                "database_url": url,
+            },
+        )
+        for i in (1, 2)
     ]
-    for worker in workers:
-        worker.start()
-    models = [worker.wait(timeout=PATIENCE_S) for worker in workers]
-    sources = sorted(str(worker.progress().source) for worker in workers)
+    try:
+        for pool in pools:
+            pool.start(lambda: None)
+
+        def ready() -> bool:
+            models = [pool.model_progress() for pool in pools]
+            assert all(m is None or m.state != "failed" for m in models), models
+            return all(m is not None and m.state == "ready" for m in models)
+
+        until(ready, "both workers' language model")
+        models = [pool.model_progress() for pool in pools]
+    finally:
+        for pool in pools:
+            pool.shutdown()
+    sources = sorted(str(m.source) for m in models if m is not None)
     assert sources == ["database", "trained"], sources
-    assert models[0].weights_hash == models[1].weights_hash
+    hashes = {m.weights_hash for m in models if m is not None}
+    assert len(hashes) == 1 and None not in hashes, hashes
     for i in (1, 2):  # each worker also keeps its own file copy
         assert list((tmp_path / f"cache-{i}" / "lm").glob("*.pt")), i
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT weights_hash FROM lmweights").all()
-    assert [r[0] for r in rows] == [models[0].weights_hash]
-    for worker in workers:
-        worker.stop()
+    engine.dispose()
+    assert [r[0] for r in rows] == list(hashes)

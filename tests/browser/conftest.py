@@ -1,18 +1,22 @@
 """Shared browser-test fixtures: a live server over the real corpus, and Chromium pages.
 
 `live_server` (package): base URL of a real uvicorn on 127.0.0.1 serving the real data/
-corpus, loaded into a temporary database, demo warm-up off. `new_page(**options)`: a fresh
-Chromium page in its own context (closed at teardown) whose relative URLs resolve against
-`live_server`; `browser_page` is one with the default options.
+corpus, loaded into a temporary database, demo warm-up off, with one demo worker process
+(alive before the first test: /healthz says "ok") that loads or trains the tiny language
+model. `new_page(**options)`: a fresh Chromium page in its own context (closed at teardown)
+whose relative URLs resolve against `live_server`; `browser_page` is one with the default
+options.
 Chromium is Debian's /usr/bin/chromium driven by Playwright (never `playwright install`);
 without it these tests skip, or fail when CI=true.
 """
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import PATIENCE_S, ROOT, in_ci, make_settings
@@ -60,10 +64,21 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # The demo's wall-clock budget guards the server against long runs; here it would only
     # turn a slow machine into a failed run, so it is as patient as the tests.
     settings = make_settings(
-        root, data, demo_warmup=False, demo_time_budget_s=PATIENCE_S, lm_start=True
+        root, data, demo_warmup=False, demo_time_budget_s=PATIENCE_S, lm_start=True, demo_workers=1
     )
     with running_server(settings) as url:
+        wait_for_demo_worker(url)
         yield url
+
+
+def wait_for_demo_worker(url: str) -> None:
+    """Until the server's demo worker is alive (torch imported, device calibrated): runs asked
+    for before would wait in the queue anyway, but a test's first run should not also wait
+    for the worker to start."""
+    deadline = time.monotonic() + PATIENCE_S
+    while (health := httpx.get(f"{url}/healthz", timeout=PATIENCE_S).json())["status"] != "ok":
+        assert time.monotonic() < deadline, f"the demo worker never became ready: {health}"
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="package")
