@@ -9,13 +9,14 @@ sized to take long: what a test waits for is an event, with PATIENCE_S as the fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -247,23 +248,39 @@ def jobs(settings: Any) -> list[tuple[int, str, int]]:
     return [(row.id, row.status, row.priority) for row in rows]
 
 
+@contextlib.asynccontextmanager
+async def two_web_processes_and_a_worker(
+    settings: Any,
+) -> AsyncIterator[tuple[DemoRunner, DemoRunner]]:
+    """Two web processes' runners on one database, and a queue worker with one process, both
+    web sides seeing it; all closed after."""
+    from app.demo.queue_worker import serve
+
+    web_a, web_b = remote_runner(settings), remote_runner(settings)
+    worker = asyncio.ensure_future(serve(settings, 1))
+    try:
+        await web_a.start()
+        await web_b.start()
+        await until(
+            lambda: len(web_a.executor.workers()) == len(web_b.executor.workers()) == 1,
+            "both web processes to see the worker on the queue",
+        )
+        yield web_a, web_b
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await web_a.aclose()
+        await web_b.aclose()
+
+
 @postgres_only
 def test_web_processes_share_one_run_and_the_queue_serves_clients_in_turn(
     shared_db: Any, gates: Path
 ) -> None:
     from app.demo.errors import ClientOverCap
-    from app.demo.queue_worker import serve
 
     async def scenario() -> None:
-        web_a, web_b = remote_runner(shared_db), remote_runner(shared_db)
-        worker = asyncio.ensure_future(serve(shared_db, 1))
-        try:
-            await web_a.start()
-            await web_b.start()
-            await until(
-                lambda: len(web_a.executor.workers()) == len(web_b.executor.workers()) == 1,
-                "both web processes to see the worker on the queue",
-            )
+        async with two_web_processes_and_a_worker(shared_db) as (web_a, web_b):
             held = small(seed=HELD, steps=10)
             mine = await web_a.open(*held, client="visitor-a")
             joined = await web_b.open(*held, client="visitor-b")
@@ -299,11 +316,6 @@ def test_web_processes_share_one_run_and_the_queue_serves_clients_in_turn(
             assert results[0].data["variants"] == local["variants"]
             assert joined.run is not None and joined.run.source_for("computed") == "joined"
             assert order.index("b1") < order.index("a2"), order
-        finally:
-            worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
-            await web_a.aclose()
-            await web_b.aclose()
 
     asyncio.run(scenario())
 
@@ -363,15 +375,8 @@ def test_kill_9_of_a_glossary_worker_fails_its_run_and_a_new_worker_takes_the_ne
 def test_a_visitor_joining_a_waiting_warmup_run_on_the_shared_queue_gives_it_their_turn(
     shared_db: Any, gates: Path
 ) -> None:
-    from app.demo.queue_worker import serve
-
     async def scenario() -> None:
-        web_a, web_b = remote_runner(shared_db), remote_runner(shared_db)
-        worker = asyncio.ensure_future(serve(shared_db, 1))
-        try:
-            await web_a.start()
-            await web_b.start()
-            await until(lambda: len(web_b.executor.workers()) == 1, "a worker on the queue")
+        async with two_web_processes_and_a_worker(shared_db) as (web_a, web_b):
             busy = await web_b.open(*small(seed=HELD, steps=20), client="x")  # holds the worker
             await until(lambda: len(jobs(shared_db)) == 1, "the first job")
             web_a.start_warmup([small(seed=HELD, steps=21)])
@@ -385,10 +390,5 @@ def test_a_visitor_joining_a_waiting_warmup_run_on_the_shared_queue_gives_it_the
             result = terminal(await read_all(joined))
             assert result.event == "result" and joined.run is not None
             assert joined.run.source_for(joined.source) == "joined"
-        finally:
-            worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
-            await web_a.aclose()
-            await web_b.aclose()
 
     asyncio.run(scenario())
