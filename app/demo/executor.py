@@ -9,6 +9,7 @@ the sink, from any thread, with the run's events: `progress` items, then exactly
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from app.demo.jobs import Engine, Job, describe_error, execute_job
 from app.demo.lm.service import TrainingProgress
 
 Sink = Callable[[str, dict[str, Any]], None]
+log = logging.getLogger("glossary.demo")
 
 
 class WorkerInfo(BaseModel):
@@ -57,9 +59,11 @@ class Executor(Protocol):
 
 
 def error_data(exc: BaseException) -> dict[str, Any]:
-    """The `error` event's data for an exception raised by a run."""
+    """The `error` event's data for an exception raised by a run (a bug is logged, and its
+    text never reaches the visitor)."""
     body = describe_error(exc)
     if body is None:
+        log.error("demo run failed", exc_info=exc)
         return {"status": 500, "message": "The run failed on our side.", "details": None}
     return body
 

@@ -114,9 +114,7 @@ def main(inbox: Connection, outbox: Connection, options: dict[str, Any]) -> None
             )
             send("event", job.id, "result", result.model_dump(mode="json"))
         except Exception as exc:
-            if error_data(exc)["status"] == 500:
-                log.exception("run %s failed", job.id)
-            send("event", job.id, "error", error_data(exc))
+            send("event", job.id, "error", error_data(exc))  # logs it when it is a bug
         finally:
             cancelled.discard(job.id)
 
