@@ -101,6 +101,12 @@ class RemoteExecutor:
     def workers(self) -> list[WorkerInfo]:
         return list(self._workers)
 
+    @property
+    def runs_model(self) -> bool:
+        """Whether the queue's workers load the language model: they decide (their own
+        GLOSSARY_LM_START), so this is known only once one of them reports."""
+        return not self._workers or bool(self._models)
+
     async def active_runs(self, client: str) -> int:
         """The client's runs queued or running, through every web process."""
         return await asyncio.to_thread(self._active_runs, client)
