@@ -28,7 +28,7 @@ from typing import Any
 from app.demo.errors import WorkerLost
 from app.demo.executor import Sink, WorkerInfo, error_data
 from app.demo.jobs import Job
-from app.demo.lm.service import TrainingProgress
+from app.demo.lm.service import TrainingProgress, most_advanced
 
 log = logging.getLogger("glossary.demo")
 WATCHDOG_POLL_S = 0.2
@@ -127,12 +127,9 @@ class WorkerPool:
 
     def model_progress(self) -> TrainingProgress | None:
         """The most advanced worker's model (ready beats training beats waiting)."""
-        order = {"ready": 3, "training": 2, "waiting": 1, "failed": 0}
         with self._lock:
             models = [w.model for w in self._workers.values() if w.model is not None]
-        if not models:
-            return None
-        return max(models, key=lambda m: (order.get(m.state, 0), m.step))
+        return most_advanced(models)
 
     def models(self) -> dict[str, TrainingProgress]:
         """Each worker's language model, by worker id."""

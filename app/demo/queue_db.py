@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
+from app.demo.executor import WorkerInfo
+from app.demo.lm.service import TrainingProgress
 from app.models import DemoRun, DemoRunEvent, DemoWorkerRow
 
 QUEUE = "demo"
@@ -84,3 +86,47 @@ def events_after(engine: Engine, run_id: str, seq: int) -> list[tuple[int, str, 
             {"r": run_id, "s": seq},
         ).all()
     return [(row.seq, row.event, json.loads(row.data)) for row in rows]
+
+
+def active_runs(conn: Connection, client: str) -> int:
+    """The client's runs queued or running, through every web process."""
+    return int(
+        conn.execute(
+            text(
+                "SELECT count(*) FROM demo_runs WHERE client = :c "
+                "AND state IN ('queued', 'running')"
+            ),
+            {"c": client},
+        ).scalar_one()
+    )
+
+
+def live_workers(engine: Engine) -> tuple[list[WorkerInfo], list[TrainingProgress]]:
+    """The workers that beat within WORKER_ALIVE_S, and the language models they report."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT info, model FROM demo_workers WHERE heartbeat_at > "
+                "EXTRACT(EPOCH FROM clock_timestamp()) - :alive ORDER BY id"
+            ),
+            {"alive": WORKER_ALIVE_S},
+        ).all()
+    workers = [WorkerInfo.model_validate_json(row.info) for row in rows]
+    models = [TrainingProgress.model_validate_json(row.model) for row in rows if row.model]
+    return workers, models
+
+
+def queue_positions(engine: Engine, run_ids: list[str]) -> dict[str, int]:
+    """Each queued run's place among the queue's waiting jobs (1: next)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT r.run_id, (SELECT count(*) FROM procrastinate_jobs o WHERE "
+                "o.queue_name = :q AND o.status = 'todo' AND (o.priority > j.priority OR "
+                "(o.priority = j.priority AND o.id < j.id))) + 1 AS position "
+                "FROM demo_runs r JOIN procrastinate_jobs j ON j.id = r.job_id "
+                "WHERE r.run_id = ANY(:ids) AND j.status = 'todo'"
+            ),
+            {"q": QUEUE, "ids": run_ids},
+        ).all()
+    return {row.run_id: int(row.position) for row in rows}

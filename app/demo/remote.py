@@ -29,18 +29,20 @@ from app.demo.errors import WorkerLost
 from app.demo.executor import Sink, WorkerInfo, error_data
 from app.demo.fairness import BACKGROUND
 from app.demo.jobs import Job
-from app.demo.lm.service import TrainingProgress
+from app.demo.lm.service import TrainingProgress, most_advanced
 from app.demo.queue_db import (
     CHANNEL,
     QUEUE,
     RUN_STALE_S,
     TASK,
-    WORKER_ALIVE_S,
+    active_runs,
     append_event,
     conninfo,
     ensure_schema,
     events_after,
+    live_workers,
     procrastinate_app,
+    queue_positions,
 )
 
 log = logging.getLogger("glossary.demo")
@@ -109,25 +111,15 @@ class RemoteExecutor:
 
     async def active_runs(self, client: str) -> int:
         """The client's runs queued or running, through every web process."""
-        return await asyncio.to_thread(self._active_runs, client)
 
-    def _active_runs(self, client: str) -> int:
-        with self._db.connect() as conn:
-            return int(
-                conn.execute(
-                    text(
-                        "SELECT count(*) FROM demo_runs WHERE client = :c "
-                        "AND state IN ('queued', 'running')"
-                    ),
-                    {"c": client},
-                ).scalar_one()
-            )
+        def count() -> int:
+            with self._db.connect() as conn:
+                return active_runs(conn, client)
+
+        return await asyncio.to_thread(count)
 
     def model_progress(self) -> TrainingProgress | None:
-        order = {"ready": 3, "training": 2, "waiting": 1, "failed": 0}
-        if not self._models:
-            return None
-        return max(self._models, key=lambda m: (order.get(m.state, 0), m.step))
+        return most_advanced(self._models)
 
     def shutdown(self) -> None:
         """Stop polling and listening (callable from any thread); aclose() waits for it."""
@@ -172,14 +164,8 @@ class RemoteExecutor:
         """(run id, whether this process created the run, its priority)."""
         run_id = uuid.uuid4().hex
         with self._db.begin() as conn:
-            active = conn.execute(
-                text(
-                    "SELECT count(*) FROM demo_runs WHERE client = :c "
-                    "AND state IN ('queued', 'running')"
-                ),
-                {"c": job.client},
-            ).scalar_one()
-            priority = -int(active) - (BACKGROUND_PRIORITY if job.client == BACKGROUND else 0)
+            active = active_runs(conn, job.client)
+            priority = -active - (BACKGROUND_PRIORITY if job.client == BACKGROUND else 0)
             row = conn.execute(
                 text(
                     "INSERT INTO demo_runs (config_key, run_id, state, client, priority, "
@@ -214,7 +200,7 @@ class RemoteExecutor:
             ).one()
             if joined.client == BACKGROUND and job.client != BACKGROUND:
                 # a visitor asks for a waiting warm-up run: it takes the visitor's turn
-                turn = {"c": job.client, "p": -int(active), "r": joined.run_id}
+                turn = {"c": job.client, "p": -active, "r": joined.run_id}
                 conn.execute(
                     text("UPDATE demo_runs SET client = :c, priority = :p WHERE run_id = :r"),
                     turn,
@@ -296,7 +282,7 @@ class RemoteExecutor:
 
     async def _poll(self) -> None:
         before = [(w.id, w.ready, w.busy) for w in self._workers]
-        self._workers, self._models = await asyncio.to_thread(self._read_workers)
+        self._workers, self._models = await asyncio.to_thread(live_workers, self._db)
         if before != [(w.id, w.ready, w.busy) for w in self._workers]:
             self._on_change()
         for followed in list(self._followed.values()):
@@ -305,19 +291,6 @@ class RemoteExecutor:
         if run_ids:
             await asyncio.to_thread(self._mark_lost, run_ids)
             await self._announce_positions(run_ids)
-
-    def _read_workers(self) -> tuple[list[WorkerInfo], list[TrainingProgress]]:
-        with self._db.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT info, model FROM demo_workers WHERE heartbeat_at > "
-                    "EXTRACT(EPOCH FROM clock_timestamp()) - :alive ORDER BY id"
-                ),
-                {"alive": WORKER_ALIVE_S},
-            ).all()
-        workers = [WorkerInfo.model_validate_json(row.info) for row in rows]
-        models = [TrainingProgress.model_validate_json(row.model) for row in rows if row.model]
-        return workers, models
 
     def _mark_lost(self, run_ids: list[str]) -> None:
         """A running run whose worker stopped beating: failed, with an error event."""
@@ -348,7 +321,7 @@ class RemoteExecutor:
             )
 
     async def _announce_positions(self, run_ids: list[str]) -> None:
-        positions = await asyncio.to_thread(self._positions, run_ids)
+        positions = await asyncio.to_thread(queue_positions, self._db, run_ids)
         busy = sum(1 for w in self._workers if w.busy)
         for followed in list(self._followed.values()):
             position = positions.get(followed.run_id or "")
@@ -357,21 +330,6 @@ class RemoteExecutor:
                 followed.sink(
                     "queued", {"position": position, "workers": len(self._workers), "busy": busy}
                 )
-
-    def _positions(self, run_ids: list[str]) -> dict[str, int]:
-        """Each queued run's place among the queue's waiting jobs (1: next)."""
-        with self._db.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT r.run_id, (SELECT count(*) FROM procrastinate_jobs o WHERE "
-                    "o.queue_name = :q AND o.status = 'todo' AND (o.priority > j.priority OR "
-                    "(o.priority = j.priority AND o.id < j.id))) + 1 AS position "
-                    "FROM demo_runs r JOIN procrastinate_jobs j ON j.id = r.job_id "
-                    "WHERE r.run_id = ANY(:ids) AND j.status = 'todo'"
-                ),
-                {"q": QUEUE, "ids": run_ids},
-            ).all()
-        return {row.run_id: int(row.position) for row in rows}
 
     def _listen(self) -> None:
         """LISTEN on its own connection: a notification wakes the poll at once."""

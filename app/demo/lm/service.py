@@ -77,6 +77,12 @@ class ModelFailed(Exception):
     """Training failed; the message says why."""
 
 
+def most_advanced(models: list[TrainingProgress]) -> TrainingProgress | None:
+    """The model furthest along among several workers' (ready, then training, by step)."""
+    order = {"ready": 3, "training": 2, "waiting": 1, "failed": 0}
+    return max(models, key=lambda m: (order.get(m.state, 0), m.step), default=None)
+
+
 def ready_hash(progress: TrainingProgress | None) -> str:
     """The weights hash of a ready model, or the exception that says why there is none
     (the web process asks this of the progress its workers report)."""
