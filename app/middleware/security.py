@@ -3,6 +3,7 @@ generic 500 for any exception nothing else handled (logged, never shown)."""
 
 import json
 import logging
+import re
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -12,20 +13,27 @@ from app.errors import error_response
 
 log = logging.getLogger("glossary")
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "font-src 'self'",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-        "form-action 'self'",
-    ]
+_POLICY = [
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "font-src 'self'",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
+    "form-action 'self'",
+]
+CONTENT_SECURITY_POLICY = "; ".join(_POLICY)
+# Only /embed/* may be framed by other sites (experiment cards); everything else refuses.
+EMBED_PREFIX = "/embed/"
+EMBED_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace(
+    "frame-ancestors 'none'", "frame-ancestors *"
 )
+# What other sites' scripts may read: the <gl-term> module and what it fetches, and oEmbed.
+# No credentials are ever allowed, so a wildcard origin is safe here.
+CORS_PATHS = re.compile(r"^/(embed/gl-term\.js|api/terms/[^/]+/summary|oembed)$")
 TEXT_TYPES = (b"text/", b"application/javascript", b"image/svg+xml", b"application/xml")
 MESSAGES = {
     413: "Request body is larger than the limit of {limit} bytes.",
@@ -33,15 +41,24 @@ MESSAGES = {
 }
 
 
-def security_headers(hsts_max_age: int) -> list[tuple[bytes, bytes]]:
+def security_headers(hsts_max_age: int, path: str = "/") -> list[tuple[bytes, bytes]]:
+    """The headers every response gets, by path: /embed/* may be framed, CORS_PATHS read."""
+    embeddable = path.startswith(EMBED_PREFIX)
+    policy = EMBED_SECURITY_POLICY if embeddable else CONTENT_SECURITY_POLICY
     headers = [
-        (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+        (b"content-security-policy", policy.encode()),
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"strict-origin-when-cross-origin"),
-        (b"x-frame-options", b"DENY"),
         (b"cross-origin-opener-policy", b"same-origin"),
         (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
     ]
+    if not embeddable:
+        headers.append((b"x-frame-options", b"DENY"))
+    if CORS_PATHS.match(path):
+        headers += [
+            (b"access-control-allow-origin", b"*"),
+            (b"cross-origin-resource-policy", b"cross-origin"),
+        ]
     if hsts_max_age:
         headers.append(
             (b"strict-transport-security", f"max-age={hsts_max_age}; includeSubDomains".encode())
@@ -70,7 +87,7 @@ class SecurityMiddleware:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, hsts_max_age: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.headers = security_headers(hsts_max_age)
+        self.hsts_max_age = hsts_max_age
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,6 +99,7 @@ class SecurityMiddleware:
             await self._send_error(scope, receive, send, 413)
             return
 
+        path = scope.get("path", "/")
         started = False
         body_receive = receive
         if declared is None and "chunked" in request.headers.get("transfer-encoding", ""):
@@ -106,7 +124,7 @@ class SecurityMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = self._with_headers(message.get("headers", []))
+                message["headers"] = self._with_headers(message.get("headers", []), path)
             await send(message)
 
         try:
@@ -116,7 +134,9 @@ class SecurityMiddleware:
             if not started:
                 await self._send_error(scope, receive, send, 500)
 
-    def _with_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    def _with_headers(
+        self, headers: list[tuple[bytes, bytes]], path: str
+    ) -> list[tuple[bytes, bytes]]:
         present = {name.lower() for name, _ in headers}
         out = []
         for name, value in headers:
@@ -124,7 +144,8 @@ class SecurityMiddleware:
                 if b"charset" not in value:
                     value += b"; charset=utf-8"
             out.append((name, value))
-        out += [(name, value) for name, value in self.headers if name not in present]
+        ours = security_headers(self.hsts_max_age, path)
+        out += [(name, value) for name, value in ours if name not in present]
         return out
 
     async def _send_error(self, scope: Scope, receive: Receive, send: Send, status: int) -> None:
@@ -141,7 +162,8 @@ class SecurityMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = self._with_headers(message.get("headers", []))
+                path = scope.get("path", "/")
+                message["headers"] = self._with_headers(message.get("headers", []), path)
             await send(message)
 
         await response(scope, receive, send_with_headers)
