@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres lint check load browser postgres bench bench-load bench-lighthouse vendor clean
+.PHONY: run test test-sqlite test-postgres lint check load browser postgres bench bench-load bench-lighthouse vendor clean podman image test-image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,6 +36,22 @@ postgres:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; \
 	else echo "PostgreSQL 15 missing: run 'sudo apt-get install postgresql-15'"; exit 1; fi
 
+# Podman for the image, with runc (crun fails on this kernel) and debootstrap (no registry
+# serves base images here: scripts/image-base.sh makes them from Debian's packages).
+podman:
+	@if command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null; \
+	else echo "podman missing: run 'sudo apt-get install podman runc debootstrap'"; exit 1; fi
+
+# The production image (wheels fetched here first: the build needs no network).
+image: podman | $(BIN)/python
+	PYTHON=$(BIN)/python scripts/image-build.sh
+
+# Builds the image, serves it alone and with PostgreSQL (compose), checks both as a client.
+test-image: podman | $(BIN)/python
+	PYTHON=$(BIN)/python scripts/test-image.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check app tests benchmarks
@@ -44,8 +60,9 @@ lint: $(STAMP)
 check: $(STAMP)
 	$(BIN)/glossary check
 
-# Every test, on SQLite and then on a throwaway PostgreSQL 15 cluster started and stopped here.
-test: $(STAMP) browser postgres lint check test-sqlite test-postgres
+# Every test, on SQLite and then on a throwaway PostgreSQL 15 cluster started and stopped here,
+# then the container image.
+test: $(STAMP) browser postgres lint check test-sqlite test-postgres test-image
 
 test-sqlite: $(STAMP)
 	$(BIN)/pytest

@@ -1,4 +1,4 @@
-"""The `glossary` command: load, check, backup, serve."""
+"""The `glossary` command: load, check, backup, serve, worker, mcp."""
 
 import os
 from pathlib import Path
@@ -157,6 +157,34 @@ def serve(
         forwarded_allow_ips=",".join(settings.proxies()) or None,
         log_level="info",
     )
+
+
+@app.command()
+def mcp(database_url: DatabaseOption = None) -> None:
+    """Serve the MCP server on stdin/stdout (for an agent that starts it as a process);
+    builds the database first when it is missing or stale, as `serve` does."""
+    import asyncio
+
+    from app.agents.over_stdio import serve as serve_mcp
+    from app.content import ContentError, describe, ensure_loaded
+    from app.db import make_engine, verify_pragmas
+
+    settings = _settings(None, database_url)
+    if settings.build_on_start:
+        engine = make_engine(settings.database_url)
+        try:
+            verify_pragmas(engine)
+            # stderr: stdout carries the protocol
+            typer.echo(f"content: {ensure_loaded(engine, settings.data_dir)}", err=True)
+        except ContentError as exc:
+            typer.echo(describe(exc.problems), err=True)
+            raise typer.Exit(code=1) from None
+        finally:
+            engine.dispose()
+    try:
+        asyncio.run(serve_mcp(settings))
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command()

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     lm_size: Literal["full", "tiny"] = "full"
     # Load or train the language model at start-up; false: its experiments answer 503.
     lm_start: bool = True
+    # Host names /mcp answers besides loopback and `host` (comma-separated; "name" or
+    # "name:port"): the public name behind a proxy. Others get 421 (DNS-rebinding protection).
+    mcp_allowed_hosts: str = ""
+    # Open MCP sessions at once over HTTP (more: 503 until one ends or idles out).
+    mcp_max_sessions: int = Field(default=1000, ge=1)
 
     @field_validator("database_url")
     @classmethod
@@ -67,6 +72,9 @@ class Settings(BaseSettings):
 
     def proxies(self) -> list[str]:
         return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+
+    def mcp_hosts(self) -> list[str]:
+        return [h.strip() for h in self.mcp_allowed_hosts.split(",") if h.strip()]
 
 
 @lru_cache

@@ -8,13 +8,25 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import db
+from app.agents import over_http as mcp_http
 from app.config import Settings, get_settings
 from app.content import ensure_loaded
 from app.errors import install_error_handlers
+from app.glossary.embed import oembed_discovery
 from app.middleware.caching import CachingMiddleware
 from app.middleware.head import HeadMiddleware
 from app.middleware.security import SecurityMiddleware
-from app.routes import demo, docs, glossary, health, search
+from app.routes import (
+    demo,
+    docs,
+    embed_demo,
+    embed_term,
+    exports,
+    glossary,
+    health,
+    search,
+    summary,
+)
 from app.templating import STATIC_DIR, make_templates
 
 log = logging.getLogger("glossary")
@@ -37,7 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         runner = await demo.start_runner(app, settings)
         try:
-            yield
+            async with mcp_http.sessions(app):  # /mcp's sessions end before the runner
+                yield
         finally:
             await runner.aclose()
             engine.dispose()
@@ -52,13 +65,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.templates = make_templates()
+    # term.html links its experiment card's oEmbed (app/glossary/embed.py)
+    app.state.templates.env.globals["oembed_discovery"] = oembed_discovery
     install_error_handlers(app)
+    # Before glossary: /terms/{slug}.md would otherwise reach the page route /terms/{slug}.
+    app.include_router(exports.router)
     app.include_router(glossary.router)
+    app.include_router(summary.router)
+    app.include_router(embed_term.router)
+    app.include_router(embed_demo.router)
     app.include_router(search.router)
     app.include_router(demo.router)
     demo.install_demo_error_handlers(app)
     app.include_router(health.router)
     app.include_router(docs.router)
+    mcp_http.install(app, settings)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(
         CachingMiddleware,

@@ -24,8 +24,9 @@ def json_twin(path: str, query: str = "", page_defaults: dict[str, int] | None =
 
 
 def is_api(path: str) -> bool:
-    """Whether a request path is under /api (its errors are JSON, not a page)."""
-    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+    """Whether a request path is an API whose errors are JSON, not a page: everything under
+    /api, and oEmbed (at the path its consumers look for, outside /api)."""
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/") or path == oembed()
 
 
 def with_query(path: str, query: str | dict[str, str | int | None]) -> str:
@@ -55,6 +56,21 @@ def terms(category: str | None = None) -> str:
 
 def term(slug: str) -> str:
     return f"/terms/{_segment(slug)}"
+
+
+def term_markdown(slug: str) -> str:
+    """A term page's Markdown twin, for readers that are language models."""
+    return f"/terms/{_segment(slug)}.md"
+
+
+def term_summary(slug: str) -> str:
+    """A term in brief, in the shape of Wikipedia's page summary (previews, <gl-term>)."""
+    return api(term(slug)) + "/summary"
+
+
+def gl_term_module() -> str:
+    """The <gl-term> custom element, one ES module other sites load."""
+    return "/embed/gl-term.js"
 
 
 def categories() -> str:
@@ -103,6 +119,20 @@ def opensearch() -> str:
     return "/opensearch.xml"
 
 
+def skos_turtle() -> str:
+    """The glossary as a SKOS concept scheme, in Turtle."""
+    return api("/glossary/skos.ttl")
+
+
+def skos_jsonld() -> str:
+    """The same SKOS concept scheme as JSON-LD."""
+    return api("/glossary/skos.jsonld")
+
+
+def sitemap() -> str:
+    return "/sitemap.xml"
+
+
 def docs() -> str:
     return "/docs"
 
@@ -122,3 +152,18 @@ def demo_result(experiment: str | None = None) -> str:
 
 def demo_stream() -> str:
     return api("/demo/stream")
+
+
+def demo_script() -> str:
+    """One run as a standalone PyTorch script; the panel adds preset= and its parameters."""
+    return api("/demo/script")
+
+
+def embed_demo(preset: str, query: dict[str, str | int | None] | None = None) -> str:
+    """An experiment card other sites may frame: its parameters and `lock` in the query."""
+    return with_query(f"/embed/demo/{_segment(preset)}", query or {})
+
+
+def oembed(url: str | None = None) -> str:
+    """The oEmbed endpoint; with a page or card URL, the oEmbed answer for it."""
+    return with_query("/oembed", {"url": url, "format": "json" if url else None})

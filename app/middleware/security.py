@@ -26,8 +26,8 @@ _POLICY = [
     "form-action 'self'",
 ]
 CONTENT_SECURITY_POLICY = "; ".join(_POLICY)
-# Only /embed/* may be framed by other sites (experiment cards); everything else refuses.
-EMBED_PREFIX = "/embed/"
+# Only experiment cards (/embed/demo/*) may be framed by other sites; everything else refuses.
+EMBED_PREFIX = "/embed/demo/"
 EMBED_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace(
     "frame-ancestors 'none'", "frame-ancestors *"
 )
@@ -42,7 +42,7 @@ MESSAGES = {
 
 
 def security_headers(hsts_max_age: int, path: str = "/") -> list[tuple[bytes, bytes]]:
-    """The headers every response gets, by path: /embed/* may be framed, CORS_PATHS read."""
+    """The headers every response gets, by path: cards may be framed, CORS_PATHS read."""
     embeddable = path.startswith(EMBED_PREFIX)
     policy = EMBED_SECURITY_POLICY if embeddable else CONTENT_SECURITY_POLICY
     headers = [

@@ -1,5 +1,6 @@
-"""The live demo under /api/demo: the catalog, one run as JSON, or a run as server-sent events.
-The web process never runs an experiment: its runner queues runs for worker processes."""
+"""The live demo under /api/demo: the catalog, one run as JSON, or a run as server-sent events,
+or as a standalone PyTorch script. The web process never runs an experiment (its runner
+queues runs for worker processes) and never imports torch (scripts are built from text)."""
 
 import asyncio
 import json
@@ -31,6 +32,8 @@ from app.demo.lm.service import ModelFailed, ModelTraining
 from app.demo.params import ExperimentParams
 from app.demo.result import DemoResult, Progress
 from app.demo.runner import DemoRunner, Opened
+from app.demo.script import MEDIA_TYPE as SCRIPT_TYPE
+from app.demo.script import NeedsModel, filename, script_for
 from app.demo.setup import build_runner
 from app.errors import error_response
 from app.views import DemoPreset, ErrorBody
@@ -300,3 +303,40 @@ async def stream_demo(
         else:
             body = answer[0]
         yield ServerSentEvent(event="error", data=body.model_dump())
+
+
+@router.get(
+    "/script",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {SCRIPT_TYPE: {"schema": {"type": "string"}}},
+            "description": "One Python file (an attachment, <preset>.py) that needs only torch: "
+            "run it to reproduce this run on the CPU; it prints the `variants` of GET /api/demo "
+            "for the same parameters as JSON",
+        },
+        409: {
+            "model": ErrorBody,
+            "content": _JSON_ERROR,
+            "description": "The experiment runs on the server's trained language model, which "
+            "a script does not have",
+        },
+        422: STREAM_ERRORS[422],
+    },
+)
+def demo_script(request: Request, wanted: Annotated[Wanted, Depends(demo_request)]) -> Response:
+    """The run as a standalone PyTorch script: the server's own engine code for it, its
+    parameters (editable at the top), and the worker's CPU set-up; nothing of this site."""
+    experiment, params = wanted
+    try:
+        text = script_for(experiment, params, str(request.base_url))
+    except NeedsModel as exc:
+        return error_response(request, 409, str(exc), {"preset": experiment.name})
+    return Response(
+        text,
+        media_type=SCRIPT_TYPE,
+        headers={
+            "content-disposition": f'attachment; filename="{filename(experiment)}"',
+            "cache-control": "public, max-age=3600",
+        },
+    )

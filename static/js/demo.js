@@ -4,6 +4,9 @@
 // (lines, bars, contour heat maps) with Chart.js. Each claim the run checked is shown as
 // reproduced or not. Progressive enhancement: without this script the panel keeps its text,
 // its claims and a link to the JSON.
+// In an experiment card (/embed/demo/..., data-embed) it starts at once on the card's own
+// settings (data-initial), leaves out the picker, and keeps the locked controls
+// (data-lock) disabled at their values: no run it asks for changes them.
 "use strict";
 
 (function () {
@@ -12,6 +15,9 @@
 
   const state = { catalog: [], experiment: null, result: null, source: null, charts: {} };
   const pageExperiment = panel.dataset.preset;
+  const embedded = "embed" in panel.dataset;
+  const locked = new Set((panel.dataset.lock || "").split(",").filter(Boolean));
+  const cardSettings = new URLSearchParams(panel.dataset.initial || "");
 
   const el = (tag, attrs, ...children) => {
     const node = document.createElement(tag);
@@ -39,19 +45,25 @@
     const params = new URLSearchParams({ preset: state.experiment.name });
     for (const spec of state.experiment.params) {
       const input = panel.querySelector(`[name="${spec.name}"]`);
-      if (input && String(input.value) !== String(spec.default)) params.set(spec.name, input.value);
+      const value = isLocked(spec) ? lockedValue(spec) : input && input.value;
+      if (value !== undefined && value !== null && String(value) !== String(spec.default)) params.set(spec.name, value);
     }
     return params;
   }
 
+  // Locks apply to the card's experiment only (an embed has no picker to leave it).
+  const isLocked = (spec) => embedded && state.experiment.name === pageExperiment && locked.has(spec.name);
+  const lockedValue = (spec) => (cardSettings.has(spec.name) ? cardSettings.get(spec.name) : spec.default);
+
   // The page's own URL carries the run: ?demo=<experiment> when it is not the page's own,
   // then every parameter that differs from its default.
   function permalink(params) {
-    const url = new URL(window.location.href);
+    const url = new URL(embedded ? panel.dataset.page : window.location.href, window.location.href);
     const known = new Set(["demo"]);
     for (const experiment of state.catalog) for (const spec of experiment.params) known.add(spec.name);
     for (const key of known) url.searchParams.delete(key);
-    if (state.experiment.name !== pageExperiment) url.searchParams.set("demo", state.experiment.name);
+    // a card's term page may open on another experiment: name the card's
+    if (embedded || state.experiment.name !== pageExperiment) url.searchParams.set("demo", state.experiment.name);
     for (const [key, value] of params) if (key !== "preset") url.searchParams.set(key, value);
     url.hash = "demo";
     return url;
@@ -80,8 +92,14 @@
       input = el("input", { id, name: spec.name, type: "number", min: spec.min, max: spec.max, step, value: initial, inputmode: spec.kind === "int" ? "numeric" : "decimal" });
     }
     input.setAttribute("aria-describedby", `${id}-help`);
-    return el("div", { class: "demo__control" }, label, input,
-      el("span", { id: `${id}-help`, class: "visually-hidden", text: spec.help }));
+    const fixed = isLocked(spec);
+    if (fixed) {
+      input.disabled = true;
+      label.append(el("span", { class: "demo__fixed", text: "fixed" }));
+    }
+    return el("div", { class: fixed ? "demo__control demo__control--locked" : "demo__control", "data-locked": fixed },
+      label, input, el("span", { id: `${id}-help`, class: "visually-hidden",
+        text: fixed ? `${spec.help} Fixed by the page that shows this experiment.` : spec.help }));
   }
 
   function picker(current) {
@@ -111,15 +129,19 @@
     const controls = el("div", { class: "demo__controls" });
     for (const spec of experiment.params) {
       const initial = query && query.has(spec.name) ? query.get(spec.name) : spec.default;
-      controls.append(control(spec, initial));
+      controls.append(control(spec, isLocked(spec) ? lockedValue(spec) : initial));
     }
     const run = el("button", { type: "submit", text: "Run" });
     const reset = el("button", { type: "button", class: "secondary", text: "Reset" });
     const link = el("a", { href: "#demo", class: "demo__permalink", text: "Permalink" });
     const json = el("a", { href: "#", download: `${experiment.name}.json`, text: "JSON" });
     const csv = el("a", { href: "#", download: `${experiment.name}.csv`, text: "CSV" });
+    // Only experiments that run without the server's language model make a standalone script.
+    const script = experiment.needs_model ? null
+      : el("a", { href: panel.dataset.script, download: `${experiment.name}.py`, class: "demo__script", text: "Download as script" });
+    if (embedded) Object.assign(link, { target: "_blank", rel: "noopener", textContent: "Open in Glossary Lab" });
     form.append(controls, el("div", { class: "demo__actions" }, run, reset,
-      el("span", { class: "demo__links" }, link, " · Download ", json, " · ", csv)));
+      el("span", { class: "demo__links" }, link, " · Download ", json, " · ", csv, script ? " · " : null, script)));
 
     const status = el("p", { class: "demo__status", role: "status", "aria-live": "polite" });
     const claims = el("section", { class: "demo__claims", "aria-labelledby": "demo-claims-heading" },
@@ -136,13 +158,13 @@
     // A keyboard user may already be inside the panel (on its JSON link or the picker) when
     // it is rebuilt: keep their place instead of losing focus to the page.
     const focused = panel.contains(document.activeElement) ? document.activeElement.id : null;
-    panel.replaceChildren(
+    panel.replaceChildren(...[
       el("h2", { id: "demo-heading", text: `Live experiment: ${experiment.title}` }),
-      picker(experiment),
+      embedded ? null : picker(experiment),
       el("p", { id: "demo-intro", class: "demo__intro", text: `${experiment.description} (${experiment.citation})` }),
-      form, status, claims, summary, charts, samples, meta, tables);
+      form, status, claims, summary, charts, samples, meta, tables].filter(Boolean));
 
-    panel.querySelector("#demo-experiment").addEventListener("change", (event) => {
+    if (!embedded) panel.querySelector("#demo-experiment").addEventListener("change", (event) => {
       const next = state.catalog.find((e) => e.name === event.target.value);
       if (next) { build(next, null); stream(); }
     });
@@ -150,15 +172,16 @@
     reset.addEventListener("click", () => {
       for (const spec of experiment.params) {
         const input = form.querySelector(`[name="${spec.name}"]`);
+        if (isLocked(spec)) continue;
         input.value = spec.default;
         input.dispatchEvent(new Event("input"));
       }
       stream();
     });
     form.addEventListener("change", updateLinks);
-    Object.assign(state, { form, run, status, summary, meta, tables, link, json, csv, claims, samples, chartsBox: charts });
+    Object.assign(state, { form, run, status, summary, meta, tables, link, json, csv, script, claims, samples, chartsBox: charts });
     updateLinks();
-    if (focused === "demo-experiment") panel.querySelector("#demo-experiment").focus();
+    if (focused === "demo-experiment" && !embedded) panel.querySelector("#demo-experiment").focus();
     else if (focused) controls.querySelector("input, select").focus();
   }
 
@@ -173,7 +196,8 @@
     const params = paramsFromControls();
     const url = permalink(params).toString();
     state.link.href = url;
-    history.replaceState(null, "", url);
+    if (state.script) state.script.href = `${panel.dataset.script}?${params}`;
+    if (!embedded) history.replaceState(null, "", url);  // a card's own URL keeps its settings
     return params;
   }
 
@@ -533,7 +557,7 @@
       .then((response) => response.json())
       .then((catalog) => {
         state.catalog = catalog;
-        const query = new URLSearchParams(window.location.search);
+        const query = embedded ? cardSettings : new URLSearchParams(window.location.search);
         const wanted = query.get("demo") || pageExperiment;
         const experiment = catalog.find((e) => e.name === wanted)
           || catalog.find((e) => e.name === pageExperiment) || catalog[0];
@@ -543,7 +567,9 @@
       .catch(() => { /* keep the no-script text and its JSON link */ });
   }
 
-  if (window.IntersectionObserver) {
+  if (embedded) {
+    start();  // a card is nothing but the panel: no reason to wait for it to scroll near
+  } else if (window.IntersectionObserver) {
     const observer = new IntersectionObserver((entries) => {
       if (entries.some((entry) => entry.isIntersecting)) { observer.disconnect(); start(); }
     }, { rootMargin: "400px 0px" });

@@ -23,22 +23,28 @@ EVIL_TITLE = "<script>alert('t')</script>"
 EVIL_SYNONYM = '"><img src=x onerror=alert(1)>'
 
 
-def assert_security_headers(headers: dict[str, str] | object, hsts: bool = False) -> None:
+def assert_security_headers(
+    headers: dict[str, str] | object, hsts: bool = False, framable: bool = False
+) -> None:
+    """The headers every response has; `framable` for experiment cards (/embed/demo/*), which
+    other sites may frame."""
     csp = headers["content-security-policy"]  # type: ignore[index]
     for part in (
         "script-src 'self'",
         "style-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",
-        "frame-ancestors 'none'",
+        "frame-ancestors *" if framable else "frame-ancestors 'none'",
     ):
         assert part in csp
+    assert ("x-frame-options" in headers) != framable  # type: ignore[operator]
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert headers["x-content-type-options"] == "nosniff"  # type: ignore[index]
     assert headers["referrer-policy"]  # type: ignore[index]
     assert ("strict-transport-security" in headers) == hsts  # type: ignore[operator]
 
 
+ANY_MCP = "application/json, text/event-stream"
 SMALL_RUN = {
     "preset": "residual-vs-plain",
     "depth": "4",
@@ -86,7 +92,25 @@ EXPECTED_STATUS = {
     "413 page": 413,
     "422 api": 422,
     "422 demo": 422,
+    "summary": 200,
+    "gl-term module": 200,
+    "embed card": 200,
+    "embed 404": 404,
+    "oembed": 200,
+    "oembed 404": 404,
+    "skos turtle": 200,
+    "skos json-ld": 200,
+    "sitemap": 200,
+    "robots": 200,
+    "llms.txt": 200,
+    "markdown twin": 200,
+    "demo script": 200,
+    "demo script 409": 409,
+    "mcp garbage": 400,
 }
+# Only these may be framed by other sites, and only these read by other sites' scripts.
+FRAMABLE = {"embed card", "embed 404"}
+CROSS_ORIGIN = {"summary", "gl-term module", "oembed", "oembed 404"}
 
 
 def every_kind_of_response(client: TestClient) -> dict[str, httpx.Response]:
@@ -124,6 +148,28 @@ def every_kind_of_response(client: TestClient) -> dict[str, httpx.Response]:
         "413 page": client.post("/terms", content=b"x" * 70_000),
         "422 api": client.get("/api/terms", params={"limit": "many"}),
         "422 demo": client.get("/api/demo", params={"depth": "999"}),
+        "summary": client.get("/api/terms/resnet/summary"),
+        "gl-term module": client.get("/embed/gl-term.js"),
+        "embed card": client.get("/embed/demo/residual-vs-plain", params={"lock": "depth"}),
+        "embed 404": client.get("/embed/demo/nothing-like-it"),
+        "oembed": client.get(
+            "/oembed", params={"url": "http://testserver/terms/residual-connection"}
+        ),
+        "oembed 404": client.get("/oembed", params={"url": "https://elsewhere.example/x"}),
+        "skos turtle": client.get("/api/glossary/skos.ttl"),
+        "skos json-ld": client.get("/api/glossary/skos.jsonld"),
+        "sitemap": client.get("/sitemap.xml"),
+        "robots": client.get("/robots.txt"),
+        "llms.txt": client.get("/llms.txt"),
+        "markdown twin": client.get("/terms/resnet.md"),
+        "demo script": client.get("/api/demo/script", params=SMALL_RUN),
+        "demo script 409": client.get("/api/demo/script", params={"preset": "temperature"}),
+        "mcp garbage": client.post(
+            "/mcp",
+            content=b"not json",
+            # a loopback Host: /mcp answers other hosts 421 (DNS-rebinding protection)
+            headers={"host": "127.0.0.1", "content-type": "application/json", "accept": ANY_MCP},
+        ),
     }
     assert set(responses) == set(EXPECTED_STATUS)
     statuses = {kind: response.status_code for kind, response in responses.items()}
@@ -139,7 +185,7 @@ def test_headers_on_every_kind_of_response(client: TestClient) -> None:
     responses = every_kind_of_response(client)
     for kind, response in responses.items():
         try:
-            assert_security_headers(response.headers)
+            assert_security_headers(response.headers, framable=kind in FRAMABLE)
         except (AssertionError, KeyError) as error:
             raise AssertionError(f"{kind}: {error!r}") from error
         content_type = response.headers.get("content-type", "")
@@ -155,6 +201,18 @@ def test_headers_on_every_kind_of_response(client: TestClient) -> None:
     assert responses["301 api"].headers["location"] == "/api/terms/residual-connection"
     assert responses["304"].content == b""
     assert responses["head"].content == b""
+
+
+def test_only_embeds_are_framable_and_only_embed_endpoints_cross_origin(
+    client: TestClient,
+) -> None:
+    for kind, response in every_kind_of_response(client).items():
+        csp = response.headers["content-security-policy"]
+        assert ("frame-ancestors *" in csp) == (kind in FRAMABLE), kind
+        cors = response.headers.get("access-control-allow-origin")
+        assert cors == ("*" if kind in CROSS_ORIGIN else None), (kind, cors)
+        assert "access-control-allow-credentials" not in response.headers, kind
+        assert "set-cookie" not in response.headers, kind
 
 
 def test_head_answers_like_get_without_a_body(client: TestClient) -> None:
@@ -177,7 +235,7 @@ def test_hsts_on_every_kind_of_response_when_configured(real_db: Path) -> None:
     ):
         responses = every_kind_of_response(client)
     for kind, response in responses.items():
-        assert_security_headers(response.headers, hsts=True)
+        assert_security_headers(response.headers, hsts=True, framable=kind in FRAMABLE)
         assert response.headers["strict-transport-security"] == (
             "max-age=31536000; includeSubDomains"
         ), kind
