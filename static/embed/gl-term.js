@@ -127,7 +127,14 @@ export class PreviewController {
     this.closeTimer = 0;
     this.quietLink = null; // focus returned by Escape must not reopen the card
     this.doc = card.ownerDocument;
-    this.onScroll = () => { if (this.shown && this.link) { place(this.card, this.link); } };
+    // The card follows its link; once the link has scrolled out of view it closes (the
+    // pointer may not have moved, so no pointerout would ever come).
+    this.onScroll = () => {
+      if (!this.shown || !this.link) { return; }
+      const rect = this.link.getBoundingClientRect();
+      if (rect.bottom < 0 || rect.top > this.doc.defaultView.innerHeight) { this.close(); return; }
+      place(this.card, this.link);
+    };
     this.onKey = (event) => {
       if (event.key === "Escape" && this.escape()) { event.preventDefault(); }
     };

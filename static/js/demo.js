@@ -331,8 +331,11 @@
         el("span", { class: "claim__numbers", text: ` Measured ${fmt(claim.measured)}; expected ${claim.expected}. (${claim.citation})` })));
     }
     const main = result.claims[0];
+    // Reset keeps a card's locked values: only say it helps when no lock holds a non-default.
+    const lockedAway = state.experiment.params.some((spec) => isLocked(spec) && String(lockedValue(spec)) !== String(spec.default));
+    const advice = lockedAway ? "The card's author fixed some settings away from the defaults." : "Reset to the defaults to see it.";
     const note = main && !main.holds
-      ? el("p", { class: "claim__note", text: "At these settings the published effect did not appear in this run. Reset to the defaults to see it." })
+      ? el("p", { class: "claim__note", text: `At these settings the published effect did not appear in this run. ${advice}` })
       : null;
     state.claims.replaceChildren(el("h3", { id: "demo-claims-heading", text: "What the run checked" }), list, note || "");
   }

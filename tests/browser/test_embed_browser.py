@@ -87,6 +87,11 @@ def test_a_card_runs_inside_another_sites_frame_with_its_lock(
     expect(claim).to_have_attribute("data-holds", re.compile("^(true|false)$"))
     expect(claim.locator(".claim__statement")).to_have_text(FIRST_CLAIM.statement)
     expect(card.locator("#demo .demo__status")).to_have_text(re.compile("^(Ran in|Cached)"))
+    # At the locked depth 8 the effect does not appear, and Reset (which keeps the lock)
+    # is not offered as the way to see it.
+    expect(claim).to_have_attribute("data-holds", "false")
+    expect(card.locator("#demo .claim__note")).to_contain_text("fixed some settings")
+    expect(card.locator("#demo .claim__note")).not_to_contain_text("Reset")
     credit = card.locator(".embed__credit a")
     expect(credit).to_contain_text("Glossary Lab: Residual Connection")
     expect(credit).to_have_attribute("target", "_blank")
