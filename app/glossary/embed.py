@@ -21,9 +21,9 @@ from app.demo.experiment import Experiment
 from app.demo.params import describe_all
 from app.glossary.jsonld import SITE_NAME
 from app.glossary.shared import NotFound
-from app.glossary.terms import canonical_slug
+from app.glossary.terms import canonical_slug, experiment_ref
 from app.models import Term
-from app.views import ExperimentClaim, ExperimentRef, TermView
+from app.views import ExperimentRef, TermView
 
 LOCK = "lock"  # the query parameter naming the locked controls
 LOCK_ALL = "all"
@@ -67,18 +67,6 @@ class OEmbed(BaseModel):
     width: int
     height: int
     cache_age: int = CACHE_AGE_S
-
-
-def experiment_ref(experiment: Experiment) -> ExperimentRef:
-    return ExperimentRef(
-        name=experiment.name,
-        title=experiment.title,
-        family=experiment.family,
-        description=experiment.description,
-        citation=experiment.citation,
-        claims=[ExperimentClaim(id=c.id, statement=c.statement) for c in experiment.claims],
-        api_url=urls.demo_result(experiment.name),
-    )
 
 
 def own_experiment(slug: str, preset: str | None) -> Experiment | None:

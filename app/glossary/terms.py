@@ -5,6 +5,7 @@ from sqlmodel import Session, col, select
 
 from app import urls
 from app.demo.catalog import DEFAULT_EXPERIMENT, EXPERIMENTS
+from app.demo.experiment import Experiment
 from app.glossary.categories import category_summaries
 from app.glossary.jsonld import defined_term
 from app.glossary.shared import NotFound, introduced_in, term_ref, title_order
@@ -158,14 +159,19 @@ def build_term(session: Session, slug: str, base_url: str) -> TermView:
         illustration=illustration,
         introduced_in=introduced_in(term),
         demo_preset=experiment.name,
-        experiment=ExperimentRef(
-            name=experiment.name,
-            title=experiment.title,
-            family=experiment.family,
-            description=experiment.description,
-            citation=experiment.citation,
-            claims=[ExperimentClaim(id=c.id, statement=c.statement) for c in experiment.claims],
-            api_url=urls.demo_result(experiment.name),
-        ),
+        experiment=experiment_ref(experiment),
         json_ld=defined_term(base_url, term, list(synonyms)),
+    )
+
+
+def experiment_ref(experiment: Experiment) -> ExperimentRef:
+    """An experiment as a page names it: its claims, and the API URL of its default run."""
+    return ExperimentRef(
+        name=experiment.name,
+        title=experiment.title,
+        family=experiment.family,
+        description=experiment.description,
+        citation=experiment.citation,
+        claims=[ExperimentClaim(id=c.id, statement=c.statement) for c in experiment.claims],
+        api_url=urls.demo_result(experiment.name),
     )
