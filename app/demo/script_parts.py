@@ -18,7 +18,7 @@ match the server's exactly only on that version). It prints the run's variants a
 `variants` of GET {api}, with the same data, initialization, seed and numbers on the CPU.
 Below PARAMS, the code is the server's own: the modules the experiment runs, flattened into
 this file in import order (each section names the file it comes from).
-"""'''
+{model}"""'''
 
 RECORD = '''
 
@@ -97,17 +97,32 @@ EXPERIMENT = SimpleNamespace(
 )
 
 
-def main() -> None:
-    {configure}(THREADS)  # as the server's worker: one torch thread, denormals flushed
-    output = {engine}(EXPERIMENT, Params(**PARAMS), {context}("cpu"))
-    print(output.summary, file=sys.stderr)
-    print(json.dumps([variant.model_dump() for variant in output.variants], indent=1))
+{run}
 
 
 if __name__ == "__main__":
     main()
 '''
+RUN = """def main() -> None:
+    {configure}(THREADS)  # as the server's worker: one torch thread, denormals flushed
+    output = {engine}(EXPERIMENT, Params(**PARAMS), {context}("cpu"))
+    print(output.summary, file=sys.stderr)
+    print(json.dumps([variant.model_dump() for variant in output.variants], indent=1))"""
 MAIN_IMPORTS = {"json": "json", "sys": "sys", "types.SimpleNamespace": "SimpleNamespace"}
+
+# main() of an experiment on the language model: the model first, trained as the worker
+# trains it (lm/service.py: one torch thread, no denormal flush in its training thread).
+LM_RUN = """def main() -> None:
+    torch.set_num_threads(THREADS)  # as the server's worker, before it trains the model
+    model = {train}({spec}, {text}())
+    print(f"language model {{model.spec.name}}: weights {{model.weights_hash}}", file=sys.stderr)
+    if SERVER_WEIGHTS is not None and model.weights_hash != SERVER_WEIGHTS:
+        print(f"the server's are {{SERVER_WEIGHTS}}: its numbers will differ", file=sys.stderr)
+    {configure}(THREADS)  # as the worker runs an experiment: denormals flushed
+    output = {engine}(EXPERIMENT, Params(**PARAMS), {context}("cpu", lm=model))
+    print(output.summary, file=sys.stderr)
+    print(json.dumps([variant.model_dump() for variant in output.variants], indent=1))"""
+LM_IMPORTS = {"torch": "torch"}
 
 # The glossary's entries as the language model reads them (app/demo/lm/text.py), packed: JSON
 # [train length, validation slugs, titles, categories, digest], a NUL, then every token id

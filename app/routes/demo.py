@@ -34,6 +34,7 @@ from app.demo.result import DemoResult, Progress
 from app.demo.runner import DemoRunner, Opened
 from app.demo.script import MEDIA_TYPE as SCRIPT_TYPE
 from app.demo.script import NeedsModel, filename, script_for
+from app.demo.script_lm import ServerModel
 from app.demo.setup import build_runner
 from app.errors import error_response
 from app.views import DemoPreset, ErrorBody
@@ -318,8 +319,8 @@ async def stream_demo(
         409: {
             "model": ErrorBody,
             "content": _JSON_ERROR,
-            "description": "The experiment runs on the server's trained language model, which "
-            "a script does not have",
+            "description": "The experiment runs on the server's language model, and a script "
+            "cannot train that model as the server does (the message says why)",
         },
         422: STREAM_ERRORS[422],
     },
@@ -328,15 +329,30 @@ def demo_script(request: Request, wanted: Annotated[Wanted, Depends(demo_request
     """The run as a standalone PyTorch script: the server's own engine code for it, its
     parameters (editable at the top), and the worker's CPU set-up; nothing of this site."""
     experiment, params = wanted
+    model = _server_model(request)
     try:
-        text = script_for(experiment, params, str(request.base_url))
+        text = script_for(experiment, params, str(request.base_url), model)
     except NeedsModel as exc:
         return error_response(request, 409, str(exc), {"preset": experiment.name})
+    # A script made before the model's weights were known lacks their hash: not kept.
+    final = not experiment.needs_model or (model is not None and model.weights_hash)
     return Response(
         text,
         media_type=SCRIPT_TYPE,
         headers={
             "content-disposition": f'attachment; filename="{filename(experiment)}"',
-            "cache-control": "public, max-age=3600",
+            "cache-control": "public, max-age=3600" if final else "no-store",
         },
     )
+
+
+def _server_model(request: Request) -> ServerModel | None:
+    """The language model a script trains: the spec and text the workers train, and the hash
+    of their weights once one reports them ready."""
+    settings: Settings = request.app.state.settings
+    if not settings.lm_start:
+        return None
+    progress = request.app.state.demo_runner.model_progress()
+    ready = progress is not None and progress.state == "ready"
+    weights = progress.weights_hash if ready else None
+    return ServerModel(settings.lm_size, settings.data_dir, weights)

@@ -136,12 +136,11 @@
     const link = el("a", { href: "#demo", class: "demo__permalink", text: "Permalink" });
     const json = el("a", { href: "#", download: `${experiment.name}.json`, text: "JSON" });
     const csv = el("a", { href: "#", download: `${experiment.name}.csv`, text: "CSV" });
-    // Only experiments that run without the server's language model make a standalone script.
-    const script = experiment.needs_model ? null
-      : el("a", { href: panel.dataset.script, download: `${experiment.name}.py`, class: "demo__script", text: "Download as script" });
+    // Every experiment is a standalone script (those on the language model train it first).
+    const script = el("a", { href: panel.dataset.script, download: `${experiment.name}.py`, class: "demo__script", text: "Download as script" });
     if (embedded) Object.assign(link, { target: "_blank", rel: "noopener", textContent: "Open in Glossary Lab" });
     form.append(controls, el("div", { class: "demo__actions" }, run, reset,
-      el("span", { class: "demo__links" }, link, " · Download ", json, " · ", csv, script ? " · " : null, script)));
+      el("span", { class: "demo__links" }, link, " · Download ", json, " · ", csv, " · ", script)));
 
     const status = el("p", { class: "demo__status", role: "status", "aria-live": "polite" });
     const claims = el("section", { class: "demo__claims", "aria-labelledby": "demo-claims-heading" },

@@ -1,5 +1,5 @@
 """GET /api/demo/script: every experiment that does not need the language model, as a
-standalone script, reproduces the API's numbers.
+standalone script, reproduces the API's numbers (those on the model: test_demo_script_lm.py).
 
 Each script is downloaded through the API, checked to import nothing of this project (only
 the standard library and torch), and run by this venv's Python in isolated mode (-I) from
@@ -113,6 +113,12 @@ def downloads(
         name: script_client.get("/api/demo/script", params={"preset": name, **SMALL.get(name, {})})
         for name in wanted
     }
+    return run_scripts(answers, folder)
+
+
+def run_scripts(answers: dict[str, Any], folder: Path) -> dict[str, Downloaded]:
+    """Each downloaded script (an httpx response) run by this venv's Python in isolated mode
+    from `folder`, two at a time (all at once, so both cores are busy)."""
 
     def run(name: str) -> Downloaded:
         answer = answers[name]
@@ -133,7 +139,7 @@ def downloads(
         )
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(wanted, pool.map(run, wanted), strict=True))
+        return dict(zip(answers, pool.map(run, answers), strict=True))
 
 
 def preset_of(item: pytest.Item) -> str | None:
@@ -236,7 +242,11 @@ def test_bad_parameters_are_refused_as_the_demo_refuses_them(script_client: Test
         assert response.json()["details"]["parameter"] == parameter
 
 
-def test_an_experiment_on_the_language_model_is_a_conflict(script_client: TestClient) -> None:
+def test_an_experiment_on_the_language_model_is_a_conflict_without_one(
+    script_client: TestClient,
+) -> None:
+    """This server runs no language model (lm_start is false): nothing says which model a
+    script would train (test_demo_script_lm.py: a server that runs one)."""
     lm = [name for name, e in EXPERIMENTS.items() if e.needs_model]
     assert lm
     for name in lm[:3]:
@@ -258,10 +268,14 @@ def test_building_a_script_does_not_import_torch() -> None:
     """The web process builds scripts from the modules' text: torch stays out of it."""
     code = (
         "import sys\n"
+        "from pathlib import Path\n"
         "from app.demo.catalog import resolve\n"
         "from app.demo.script import script_for\n"
         "for name in ('residual-vs-plain', 'byte-pair-encoding', 'attention-kernels'):\n"
         "    assert 'def main' in script_for(*resolve(name, {}))\n"
+        "from app.demo.script_lm import ServerModel\n"
+        "model = ServerModel('tiny', Path('data'))\n"
+        "assert 'def main' in script_for(*resolve('lora', {}), model=model)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     done = subprocess.run(  # noqa: S603

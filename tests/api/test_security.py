@@ -105,7 +105,6 @@ EXPECTED_STATUS = {
     "llms.txt": 200,
     "markdown twin": 200,
     "demo script": 200,
-    "demo script 409": 409,
     "mcp garbage": 400,
 }
 # Only these may be framed by other sites, and only these read by other sites' scripts.
@@ -163,7 +162,6 @@ def every_kind_of_response(client: TestClient) -> dict[str, httpx.Response]:
         "llms.txt": client.get("/llms.txt"),
         "markdown twin": client.get("/terms/resnet.md"),
         "demo script": client.get("/api/demo/script", params=SMALL_RUN),
-        "demo script 409": client.get("/api/demo/script", params={"preset": "temperature"}),
         "mcp garbage": client.post(
             "/mcp",
             content=b"not json",
