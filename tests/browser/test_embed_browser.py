@@ -5,9 +5,7 @@ panel's "Download as script" link follows its controls.
 
 Uses `new_page` on `live_server` (tests/browser/conftest.py)."""
 
-import http.server
 import re
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app.demo.catalog import EXPERIMENTS
+from tests.browser.hosts import another_origin
 from tests.browser.test_accessibility import axe_violations
 from tests.browser.test_journey import set_range, shot, watch_errors
 
@@ -36,32 +35,10 @@ def host(live_server: str) -> Iterator[str]:
         "/term": f'<iframe id="frame" src="{live_server}/terms/residual-connection"></iframe>',
     }
 
-    class Host(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802  (http.server's name)
-            body = pages.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            head = '<!doctype html><title>A course page</title><link rel="icon" href="data:,">'
-            html = f"{head}<h1>Course</h1>{body}".encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(html)))
-            self.end_headers()
-            self.wfile.write(html)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Host)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    head = '<!doctype html><title>A course page</title><link rel="icon" href="data:,">'
+    documents = {path: f"{head}<h1>Course</h1>{body}" for path, body in pages.items()}
+    with another_origin(documents) as url:
+        yield url
 
 
 def test_a_card_runs_inside_another_sites_frame_with_its_lock(

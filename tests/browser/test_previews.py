@@ -5,10 +5,8 @@ inline (loaded with its SRI hash; no console error, no CSP violation; dark hosts
 
 import base64
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -16,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app.routes.embed_term import GL_TERM_FILE
+from tests.browser.hosts import another_origin
 
 pytestmark = pytest.mark.browser
 
@@ -151,29 +150,10 @@ def host_page(live_server: str) -> Iterator[str]:
         f"<gl-term slug='attention'><a href='{live_server}/terms/attention'>attention</a>"
         "</gl-term>."
         "</p></body></html>"
-    ).encode()
+    )
 
-    class Host(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            found = self.path == "/"
-            self.send_response(200 if found else 404)
-            self.send_header("content-type", "text/html; charset=utf-8")
-            self.send_header("content-security-policy", policy)
-            self.end_headers()
-            self.wfile.write(html if found else b"")
-
-        def log_message(self, *args: Any) -> None:  # quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Host)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with another_origin({"/": html}, {"content-security-policy": policy}) as url:
+        yield url + "/"
 
 
 @pytest.mark.parametrize(
