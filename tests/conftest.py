@@ -4,8 +4,9 @@ import atexit
 import os
 import shutil
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,14 @@ OUTPUT = ROOT / "test-output"
 # start, a subprocess to finish, a page to settle): enough when every core is busy with
 # other work. Tests wait on the condition itself; only a broken feature waits this long.
 PATIENCE_S = float(os.environ.get("GLOSSARY_TEST_PATIENCE_S", "180"))
+
+
+def until(predicate: Callable[[], bool], what: str) -> None:
+    """Wait for what another process makes true; fail, naming `what`, only past PATIENCE_S."""
+    deadline = time.monotonic() + PATIENCE_S
+    while not predicate():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.05)
 
 
 # Set (by `make test`) to a PostgreSQL admin URL to run the whole suite against PostgreSQL:

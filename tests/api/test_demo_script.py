@@ -103,14 +103,24 @@ def downloads(
 ) -> dict[str, Downloaded]:
     """The script of every preset this session's tests ask for, downloaded, then run two at
     a time (all at once, so both cores are busy: each run mostly imports torch)."""
+    return download_and_run(request, script_client, SMALL, tmp_path_factory.mktemp("scripts"))
+
+
+def download_and_run(
+    request: pytest.FixtureRequest,
+    client: TestClient,
+    small: dict[str, dict[str, str]],
+    folder: Path,
+) -> dict[str, Downloaded]:
+    """The script of each preset the selected tests of the requesting file compare, at its
+    `small` parameters, downloaded from `client` and run from `folder` (where `app` is not)."""
     wanted = [
         name
         for item in request.session.items
         if item.path == request.path and (name := preset_of(item)) is not None
     ]
-    folder = tmp_path_factory.mktemp("scripts")  # no `app` here
     answers = {
-        name: script_client.get("/api/demo/script", params={"preset": name, **SMALL.get(name, {})})
+        name: client.get("/api/demo/script", params={"preset": name, **small.get(name, {})})
         for name in wanted
     }
     return run_scripts(answers, folder)

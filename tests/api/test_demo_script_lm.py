@@ -28,10 +28,9 @@ from app.main import create_app
 from tests.api.test_demo_script import (
     ALLOWED_IMPORTS,
     Downloaded,
+    download_and_run,
     first_difference,
     imported_modules,
-    preset_of,
-    run_scripts,
     without,
 )
 from tests.api.test_lm_api import ready_model
@@ -69,16 +68,8 @@ def lm_downloads(
     lm_client: TestClient,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Downloaded]:
-    wanted = [
-        name
-        for item in request.session.items
-        if item.path == request.path and (name := preset_of(item)) is not None
-    ]
-    answers = {
-        name: lm_client.get("/api/demo/script", params={"preset": name, **SMALL.get(name, {})})
-        for name in wanted
-    }
-    return run_scripts(answers, tmp_path_factory.mktemp("lm-scripts"))  # no `app` there
+    folder = tmp_path_factory.mktemp("lm-scripts")  # no `app` there
+    return download_and_run(request, lm_client, SMALL, folder)
 
 
 def test_every_experiment_on_the_language_model_is_listed() -> None:

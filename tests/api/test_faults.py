@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from app.db import table_counts
 from app.main import create_app
-from tests.conftest import PATIENCE_S, POSTGRES_ADMIN_URL, ROOT, make_settings
+from tests.conftest import PATIENCE_S, POSTGRES_ADMIN_URL, ROOT, make_settings, until
 from tests.factories import default_terms, to_toml
 from tests.live import free_port
 from tests.worker_engines import HELD
@@ -218,13 +218,6 @@ def healthy(port: int, process: subprocess.Popen[bytes]) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def until(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + PATIENCE_S
-    while not predicate():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.1)
 
 
 def alive(pid: int) -> bool:

@@ -29,7 +29,7 @@ from app.demo.lm.config import TINY
 from app.demo.lm.service import TrainingProgress
 from app.demo.runner import DemoRunner
 from app.main import create_app
-from tests.conftest import PATIENCE_S, POSTGRES_ADMIN_URL, ROOT, make_settings
+from tests.conftest import PATIENCE_S, POSTGRES_ADMIN_URL, ROOT, make_settings, until
 
 LM_EXPERIMENTS = sorted(name for name, e in EXPERIMENTS.items() if e.needs_model)
 Event = tuple[str, str | None, dict[str, Any]]  # (event, id, data)
@@ -99,13 +99,6 @@ def training_elsewhere(settings: Settings) -> Iterator[ModelLock]:
         yield lock
     finally:
         lock.release()
-
-
-def until(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + PATIENCE_S
-    while not predicate():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.05)
 
 
 def runner_of(client: TestClient) -> DemoRunner:

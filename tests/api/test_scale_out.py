@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.conftest import PATIENCE_S, POSTGRES_ADMIN_URL, ROOT, fresh_database_url, make_settings
+from tests.conftest import (
+    PATIENCE_S,
+    POSTGRES_ADMIN_URL,
+    ROOT,
+    fresh_database_url,
+    make_settings,
+    until,
+)
 from tests.live import free_port
 
 # The entry script runs `glossary` and `uvicorn` from PATH: this interpreter's.
@@ -104,13 +110,6 @@ def test_entrypoint_names_an_unreachable_database(tmp_path: Path, data_dir: Path
 
 def sees_one_worker(client: TestClient) -> bool:
     return bool(client.get("/healthz").json()["demo"]["workers"] == 1)
-
-
-def until(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + PATIENCE_S
-    while not predicate():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.05)
 
 
 @pytest.mark.skipif(not POSTGRES_ADMIN_URL, reason="the shared demo cache is PostgreSQL's")
