@@ -1,6 +1,7 @@
 """The outermost layer: security headers on every response, the request-body limit, and a
 generic 500 for any exception nothing else handled (logged, never shown)."""
 
+import functools
 import json
 import logging
 import re
@@ -41,9 +42,14 @@ MESSAGES = {
 }
 
 
-def security_headers(hsts_max_age: int, path: str = "/") -> list[tuple[bytes, bytes]]:
+def security_headers(hsts_max_age: int, path: str = "/") -> tuple[tuple[bytes, bytes], ...]:
     """The headers every response gets, by path: cards may be framed, CORS_PATHS read."""
-    embeddable = path.startswith(EMBED_PREFIX)
+    return _headers(hsts_max_age, path.startswith(EMBED_PREFIX), bool(CORS_PATHS.match(path)))
+
+
+@functools.cache
+def _headers(hsts_max_age: int, embeddable: bool, cors: bool) -> tuple[tuple[bytes, bytes], ...]:
+    """Built once per kind of path (a hot path: every response), not per response."""
     policy = EMBED_SECURITY_POLICY if embeddable else CONTENT_SECURITY_POLICY
     headers = [
         (b"content-security-policy", policy.encode()),
@@ -54,7 +60,7 @@ def security_headers(hsts_max_age: int, path: str = "/") -> list[tuple[bytes, by
     ]
     if not embeddable:
         headers.append((b"x-frame-options", b"DENY"))
-    if CORS_PATHS.match(path):
+    if cors:
         headers += [
             (b"access-control-allow-origin", b"*"),
             (b"cross-origin-resource-policy", b"cross-origin"),
@@ -63,7 +69,7 @@ def security_headers(hsts_max_age: int, path: str = "/") -> list[tuple[bytes, by
         headers.append(
             (b"strict-transport-security", f"max-age={hsts_max_age}; includeSubDomains".encode())
         )
-    return headers
+    return tuple(headers)
 
 
 def _replay_body(body: bytes, receive: Receive) -> Receive:
