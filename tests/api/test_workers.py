@@ -296,6 +296,8 @@ def test_web_processes_share_one_run_and_the_queue_serves_clients_in_turn(
             mine = await web_a.open(*held, client="visitor-a")
             joined = await web_b.open(*held, client="visitor-b")
             assert (mine.source, joined.source) == ("computed", "computed")  # each process's view
+            # Jobs are numbered as they reach the queue: let the shared run's get there first.
+            await until(lambda: len(jobs(shared_db)) == 1, "the shared run on the queue")
             second_a = await web_a.open(*small(seed=HELD, steps=11), client="visitor-a")
             await until(lambda: len(jobs(shared_db)) == 2, "both runs on the shared queue")
             with pytest.raises(ClientOverCap):  # visitor-a has 2 runs; web_b knows it too
